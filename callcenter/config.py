@@ -1,0 +1,126 @@
+"""Typed settings for the whole engine, validated at load time.
+
+Every setting has a default that works on one machine (loopback, SQLite in ./.run). A YAML file
+(``--config``) overrides any of them; unknown keys and bad values are refused with the field named.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from callcenter.asterisk.provision import DEFAULT_ROOT
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+AGENT_ID = re.compile(r"^[0-9]{3,6}$")
+QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ConfigError(ValueError):
+    """A settings file could not be loaded; the message names the file and the field."""
+
+
+def default_agent_contacts() -> dict[str, str]:
+    # agent1001 -> a phone on 127.0.0.1:5101, ... agent1010 -> 5110 (what tests and the demo use)
+    return {str(n): f"sip:agent{n}@127.0.0.1:{5100 + n - 1000}" for n in range(1001, 1011)}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Path(".run")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir")
+
+    asterisk_root: Path = DEFAULT_ROOT
+    asterisk_instance: str = Field("default", pattern=r"^[a-z0-9_-]{1,32}$")
+    asterisk_conf_dir: Path = PROJECT_DIR / "asterisk_conf"
+    dialplan_dir: Path = PROJECT_DIR / "dialplan"
+    flows_dir: Path = PROJECT_DIR / "ivr_flows"
+
+    ami_host: str = "127.0.0.1"
+    ami_port: Port = 5038
+    ami_user: str = Field("callcenter", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    ami_secret: str = Field("callcenter-local-secret", min_length=8, pattern=r"^[A-Za-z0-9_.-]+$")
+    ami_action_timeout: Seconds = 5.0
+
+    agi_host: str = "127.0.0.1"
+    agi_port: Port = 4573
+    agi_header_timeout: Seconds = 5.0
+    agi_header_max_bytes: int = Field(16384, ge=1024, le=1_048_576)
+
+    web_host: str = "127.0.0.1"
+    web_port: Port = 8080
+
+    queues: list[str] = ["sales", "support"]
+    agents: dict[str, str] = Field(default_factory=default_agent_contacts)
+
+    ring_timeout: Seconds = 15.0
+    wrapup_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    heartbeat_interval: Seconds = 2.0
+    heartbeat_max_age: Annotated[int, Field(ge=2, le=600)] = 10
+    hold_slice: Annotated[int, Field(ge=1, le=60)] = 2
+    fallback_max_wait: Annotated[int, Field(ge=10, le=7200)] = 300
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, queues: list[str]) -> list[str]:
+        for q in queues:
+            if not QUEUE_NAME.match(q):
+                raise ValueError(f"queue name {q!r} must match {QUEUE_NAME.pattern}")
+        if len(set(queues)) != len(queues):
+            raise ValueError("queue names must be unique")
+        return queues
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_contacts(cls, agents: dict[str, str]) -> dict[str, str]:
+        for agent_id, contact in agents.items():
+            if not AGENT_ID.match(agent_id):
+                raise ValueError(f"agent id {agent_id!r} must be 3 to 6 digits")
+            if not re.match(r"^sips?:[A-Za-z0-9_.+-]+@[A-Za-z0-9_.-]+(:[0-9]{1,5})?$", contact):
+                raise ValueError(f"agent {agent_id}: contact {contact!r} is not a sip:user@host[:port] URI")
+        return agents
+
+    @model_validator(mode="after")
+    def _heartbeat_fits(self) -> "Settings":
+        if self.heartbeat_max_age <= self.heartbeat_interval:
+            raise ValueError("heartbeat_max_age must be longer than heartbeat_interval")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'callcenter.db').resolve()}"
+
+    @property
+    def ami_url(self) -> str:
+        return f"{self.ami_host}:{self.ami_port}"
+
+    def with_overrides(self, **changes) -> "Settings":
+        return Settings.model_validate({**self.model_dump(), **changes})
+
+    @classmethod
+    def load(cls, path: Path | None = None, **overrides) -> "Settings":
+        data: dict = {}
+        if path is not None:
+            try:
+                data = yaml.safe_load(Path(path).read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            lines = [f"{path or 'settings'}: {len(exc.errors())} invalid setting(s)"]
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+                lines.append(f"  {field}: {err['msg']}")
+            raise ConfigError("\n".join(lines)) from None
