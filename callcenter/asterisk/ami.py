@@ -1,0 +1,183 @@
+"""A thin, hardened wrapper around panoramisk's AMI manager.
+
+What it adds to panoramisk, and why:
+- it is created inside the running loop (panoramisk binds futures to whatever loop is current);
+- every action has a timeout, and a timed-out action is removed from panoramisk's pending table
+  instead of lingering there forever;
+- values are checked before anything is sent: panoramisk escapes nothing, so a CR or LF inside a
+  value would end the current action and inject a second one (a NUL would truncate it);
+- event callbacks never raise into the protocol (an exception there would kill event delivery)
+  and must not block: they run synchronously and hand off anything slow to tasks;
+- no action is ever re-sent after a reconnect (panoramisk re-queues unanswered actions by default,
+  which would ring an agent twice for one Originate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from panoramisk import Manager
+from panoramisk.message import Message
+
+log = logging.getLogger(__name__)
+
+FORBIDDEN_IN_VALUES = re.compile(r"[\r\n\x00]")
+HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# Actions panoramisk must never replay after a reconnect: in practice, all of them.
+NEVER_REPLAY = ("ping", "login", "originate", "setvar", "hangup", "getvar", "status",
+                "corestatus", "coreshowchannels", "userevent", "logoff")
+
+
+class AmiValueError(ValueError):
+    """An action carried a value that would corrupt or inject AMI framing. Nothing was sent."""
+
+
+class AmiTimeout(TimeoutError):
+    """Asterisk did not answer an action in time."""
+
+
+class AmiError(RuntimeError):
+    """Asterisk answered an action with an error."""
+
+
+class AmiNotConnected(ConnectionError):
+    """The AMI connection is not up (yet, or any more)."""
+
+
+@dataclass(frozen=True)
+class OriginateResult:
+    answered: bool
+    reason: int  # Asterisk's OriginateResponse Reason: 4 = answered, 3 = no answer, 5 = busy, 8 = congestion
+    channel: str
+
+
+def check_fields(action: str, fields: Mapping[str, object]) -> dict[str, str | list[str]]:
+    """Return the fields as strings, or raise AmiValueError naming the action and field at fault."""
+    clean: dict[str, str | list[str]] = {}
+    for key, value in fields.items():
+        if not HEADER_NAME.match(key):
+            raise AmiValueError(f"AMI {action}: header name {key!r} is not a plain token")
+        values = value if isinstance(value, (list, tuple)) else [value]
+        as_text = []
+        for v in values:
+            text = str(v)
+            if FORBIDDEN_IN_VALUES.search(text):
+                raise AmiValueError(
+                    f"AMI {action}: value of {key!r} contains CR, LF or NUL, which would inject "
+                    f"AMI framing; refused before sending: {text!r}")
+            as_text.append(text)
+        clean[key] = as_text if isinstance(value, (list, tuple)) else as_text[0]
+    return clean
+
+
+class AmiClient:
+    def __init__(self, host: str, port: int, username: str, secret: str, *,
+                 action_timeout: float = 5.0, on_event: Callable[[Message], None] | None = None,
+                 on_login: Callable[[], None] | None = None):
+        self._config = dict(host=host, port=port, username=username, secret=secret)
+        self.action_timeout = action_timeout
+        self._on_event = on_event
+        self._on_login = on_login
+        self._manager: Manager | None = None
+        self._logged_in = asyncio.Event()
+
+    # ------------------------------------------------------------------ connection
+    async def connect(self, timeout: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        self._manager = Manager(
+            loop=loop, **self._config, ping_delay=5, ping_interval=5, reconnect_timeout=1,
+            forgetable_actions=NEVER_REPLAY,
+            on_login=self._logged_in_cb, on_disconnect=self._disconnected_cb,
+        )
+        self._manager.register_event("*", self._dispatch)
+        self._manager.connect()
+        try:
+            await asyncio.wait_for(self._logged_in.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.close()
+            raise AmiNotConnected(
+                f"could not log in to AMI at {self._config['host']}:{self._config['port']} "
+                f"as {self._config['username']!r} within {timeout:.0f} s") from None
+
+    @property
+    def connected(self) -> bool:
+        return self._logged_in.is_set()
+
+    def _logged_in_cb(self, manager: Manager) -> None:
+        log.info("AMI logged in")
+        self._logged_in.set()
+        if self._on_login is not None:
+            self._guard(self._on_login)
+
+    def _disconnected_cb(self, manager: Manager, exc) -> None:
+        log.warning("AMI connection lost: %s", exc)
+        self._logged_in.clear()
+
+    def close(self) -> None:
+        if self._manager is not None:
+            # panoramisk reconnects on connection_lost; detach the callback first
+            self._manager.connection_lost = lambda exc: None
+            self._manager.close()
+            self._manager = None
+        self._logged_in.clear()
+
+    # ------------------------------------------------------------------ events
+    def _dispatch(self, manager: Manager, event: Message) -> None:
+        if self._on_event is not None:
+            self._guard(self._on_event, event)
+
+    @staticmethod
+    def _guard(fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception:  # an exception here would unwind into panoramisk's protocol
+            log.exception("AMI event handler failed")
+
+    # ------------------------------------------------------------------ actions
+    async def action(self, name: str, *, timeout: float | None = None, **fields) -> Message | list[Message]:
+        clean = check_fields(name, fields)
+        if self._manager is None or self._manager.protocol is None or not self.connected:
+            raise AmiNotConnected(f"AMI {name}: not connected")
+        future = self._manager.send_action({"Action": name, **clean})
+        try:
+            result = await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
+        except asyncio.TimeoutError:
+            self._forget(future)
+            raise AmiTimeout(f"AMI {name}: no answer within {timeout or self.action_timeout:.1f} s") from None
+        first = result[0] if isinstance(result, list) else result
+        if first.get("Response", "").lower() == "error":
+            raise AmiError(f"AMI {name}: {first.get('Message', 'error')}")
+        return result
+
+    def _forget(self, future: asyncio.Future) -> None:
+        protocol = self._manager.protocol if self._manager else None
+        if protocol is None:
+            return
+        for key, pending in list(protocol.responses.items()):
+            if pending.future is future:
+                protocol.responses.pop(key, None)
+        future.cancel()
+
+    async def originate_to_context(self, *, channel: str, context: str, exten: str, ring_timeout: float,
+                                   channel_id: str, caller_id: str, variables: Mapping[str, str]) -> OriginateResult:
+        """Ring ``channel``; once answered it runs ``context,exten,1``. Returns when answered or failed."""
+        result = await self.action(
+            "Originate", timeout=ring_timeout + 10,
+            Channel=channel, Context=context, Exten=exten, Priority=1,
+            Timeout=int(ring_timeout * 1000), Async="true", ChannelId=channel_id, CallerID=caller_id,
+            Variable=[f"{k}={v}" for k, v in variables.items()],
+        )
+        final = result[-1] if isinstance(result, list) else result
+        reason = int(final.get("Reason", 0) or 0)
+        return OriginateResult(answered=final.get("Response") == "Success", reason=reason,
+                               channel=final.get("Channel", ""))
+
+    async def set_global(self, name: str, value: str) -> None:
+        await self.action("Setvar", Variable=name, Value=value)
+
+    async def hangup(self, channel: str, cause: int = 16) -> None:
+        await self.action("Hangup", Channel=channel, Cause=cause)

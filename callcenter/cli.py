@@ -1,0 +1,234 @@
+"""The ``callcenter`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from callcenter.config import ConfigError, Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="CALLCENTER_CONFIG", help="YAML settings file (default: built-in local defaults).")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+    """A call-center engine beside Asterisk: IVR, skills-based ACD, recording, events."""
+    from callcenter.runtime import configure_logging
+
+    configure_logging(verbose)
+    try:
+        ctx.obj = {"settings": Settings.load(config_path)}
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------- asterisk
+@main.group()
+def asterisk() -> None:
+    """Provision and run the project's own Asterisk."""
+
+
+@asterisk.command("install")
+@click.option("--force", is_flag=True, help="Rebuild the root even if one is cached.")
+@click.pass_context
+def asterisk_install(ctx: click.Context, force: bool) -> None:
+    """Build (once) the Debian sid root with Asterisk 22 in it; reuse it afterwards."""
+    from callcenter.asterisk.provision import ProvisionError, install
+
+    try:
+        install(_settings(ctx).asterisk_root, force=force, progress=click.echo)
+    except ProvisionError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@asterisk.command("run")
+@click.pass_context
+def asterisk_run(ctx: click.Context) -> None:
+    """Run Asterisk with the project's asterisk_conf/ and dialplan/ until Ctrl-C."""
+    import signal
+
+    from callcenter.asterisk.process import AsteriskInstance
+
+    instance = AsteriskInstance(_settings(ctx))
+    instance.start()
+    click.echo(f"Asterisk running (log: {instance.log_file}). Ctrl-C stops it.")
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        instance.stop()
+
+
+# ---------------------------------------------------------------------------- engine
+@main.command("run")
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the engine (IVR, ACD, event log, web API) against an Asterisk that is already up."""
+    from callcenter.runtime import run_on_shared_loop
+
+    settings = _settings(ctx)
+
+    async def serve(stop):
+        from callcenter.engine import Engine
+
+        engine = Engine(settings)
+        await engine.start()
+        click.echo(f"engine running; API on http://{settings.web_host}:{settings.web_port}/api", err=True)
+        await stop.wait()
+        await engine.stop()
+        return 0
+
+    sys.exit(run_on_shared_loop(serve))
+
+
+@main.command("up")
+@click.option("--demo", is_flag=True, help="Place a few SIPp calls with SIPp agent phones answering, and report.")
+@click.option("--exit-after-demo", is_flag=True, help="With --demo: stop everything once the demo is done.")
+@click.pass_context
+def up(ctx: click.Context, demo: bool, exit_after_demo: bool) -> None:
+    """Bring up everything on embedded defaults: Asterisk, the engine, SQLite, the web API."""
+    from callcenter.asterisk.process import AsteriskInstance
+    from callcenter.runtime import run_on_shared_loop
+
+    settings = _settings(ctx)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    instance = AsteriskInstance(settings)
+    click.echo("starting Asterisk ...")
+    instance.start()
+
+    async def serve(stop):
+        from callcenter.engine import Engine
+
+        engine = Engine(settings)
+        await engine.start()
+        click.echo(_banner(settings, instance))
+        code = 0
+        if demo:
+            from callcenter.demo import run_demo
+
+            code = await run_demo(settings, engine, echo=click.echo)
+            if exit_after_demo:
+                await engine.stop()
+                return code
+        click.echo("Ctrl-C stops everything.")
+        await stop.wait()
+        await engine.stop()
+        return code
+
+    try:
+        code = run_on_shared_loop(serve)
+    finally:
+        click.echo("stopping Asterisk ...")
+        instance.stop()
+    sys.exit(code)
+
+
+def _banner(settings: Settings, instance) -> str:
+    return "\n".join([
+        "",
+        "callcenter is up:",
+        f"  dial      sip:5000@127.0.0.1:5060 (from any SIP client on this machine; 1 = sales, 2 = support)",
+        f"  agents    agent1001..agent1010 ring at: {', '.join(list(settings.agents.values())[:2])}, ...",
+        f"  web API   http://{settings.web_host}:{settings.web_port}/api/queues  (/agents, /events, /health)",
+        f"  database  {settings.db_url}",
+        f"  records   {instance.recordings_dir}",
+        f"  log in    callcenter agent login 1001 --skills support",
+        "",
+    ])
+
+
+# ---------------------------------------------------------------------------- API clients
+def _api(ctx: click.Context, method: str, path: str, body: dict | None = None):
+    s = _settings(ctx)
+    url = f"http://{s.web_host}:{s.web_port}{path}"
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        raise click.ClickException(f"{method} {path}: {exc.code} {detail}") from None
+    except urllib.error.URLError as exc:
+        raise click.ClickException(f"engine API not reachable at {url}: {exc.reason} (is `callcenter up` running?)") from None
+
+
+def _show(result) -> None:
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@main.group()
+def agent() -> None:
+    """Agent state: login, logout, pause, unpause."""
+
+
+@agent.command("login")
+@click.argument("agent_id")
+@click.option("--skills", required=True, help="Comma-separated queues the agent serves, e.g. support,sales")
+@click.pass_context
+def agent_login(ctx, agent_id, skills):
+    _show(_api(ctx, "POST", f"/api/agents/{agent_id}/login",
+               {"skills": [s.strip() for s in skills.split(",") if s.strip()]}))
+
+
+@agent.command("logout")
+@click.argument("agent_id")
+@click.pass_context
+def agent_logout(ctx, agent_id):
+    _show(_api(ctx, "POST", f"/api/agents/{agent_id}/logout", {}))
+
+
+@agent.command("pause")
+@click.argument("agent_id")
+@click.option("--reason", default="break", show_default=True)
+@click.pass_context
+def agent_pause(ctx, agent_id, reason):
+    _show(_api(ctx, "POST", f"/api/agents/{agent_id}/pause", {"reason": reason}))
+
+
+@agent.command("unpause")
+@click.argument("agent_id")
+@click.pass_context
+def agent_unpause(ctx, agent_id):
+    _show(_api(ctx, "POST", f"/api/agents/{agent_id}/unpause", {}))
+
+
+@main.command("queues")
+@click.pass_context
+def queues(ctx):
+    """Queues and the calls waiting in them."""
+    _show(_api(ctx, "GET", "/api/queues"))
+
+
+@main.command("agents")
+@click.pass_context
+def agents(ctx):
+    """Agents and their states."""
+    _show(_api(ctx, "GET", "/api/agents"))
+
+
+@main.command("events")
+@click.option("--call", "call_id", default=None, help="Only this call's events.")
+@click.pass_context
+def events(ctx, call_id):
+    """The event log (newest 1000), or one call's events."""
+    rows = _api(ctx, "GET", "/api/events" + (f"?call_id={call_id}" if call_id else ""))
+    for row in rows:
+        ts = time.strftime("%H:%M:%S", time.localtime(row["ts"]))
+        click.echo(f"{ts} {row['kind']:<16} call={row['call_id'] or '-':<20} queue={row['queue'] or '-':<8} "
+                   f"agent={row['agent_id'] or '-':<5} {json.dumps(row['data'])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The engine's composition root: builds the adapters (AMI, FastAGI, event log, web API) around
+the pure cores (ACD router, IVR interpreter) on one asyncio loop, and maps Asterisk's events to
+the ACD. No routing or IVR logic lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from callcenter.acd.router import Router, RoutingError
+from callcenter.acd.shell import AcdShell
+from callcenter.asterisk.ami import AmiClient
+from callcenter.asterisk.fastagi import AgiChannel, FastAgiServer
+from callcenter.config import Settings
+from callcenter.events.log import EventLog, read_events
+from callcenter.ivr.agi_runner import run_flow
+from callcenter.ivr.flow import load_flows
+from callcenter.storage import make_engine
+from callcenter.web.api import ApiError, JsonApi
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.started_at = time.time()
+        self.loop_ticks = 0
+        self.db = make_engine(settings.db_url)
+        self.events = EventLog(self.db)
+        self.flows = load_flows(settings.flows_dir, known_queues=set(settings.queues))
+        self.router = Router(settings.queues, ring_timeout=settings.ring_timeout,
+                             wrapup_seconds=settings.wrapup_seconds)
+        self.ami = AmiClient(settings.ami_host, settings.ami_port, settings.ami_user, settings.ami_secret,
+                             action_timeout=settings.ami_action_timeout, on_event=self._on_ami_event)
+        self.acd = AcdShell(self.router, self.ami, self.events, ring_timeout=settings.ring_timeout)
+        self.agi = FastAgiServer(header_timeout=settings.agi_header_timeout,
+                                 max_header_bytes=settings.agi_header_max_bytes)
+        self.agi.route("ivr", self._ivr)
+        self._heartbeat_task: asyncio.Task | None = None
+        self._web_port = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.events.start()
+        await self.agi.start(self.settings.agi_host, self.settings.agi_port)
+        self._start_web()
+        await self.ami.connect()
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat(), name="heartbeat")
+        self.events.record("engine_started", data={"queues": self.settings.queues})
+        log.info("engine up: AGI %s:%d, web http://%s:%d/api", self.settings.agi_host, self.settings.agi_port,
+                 self.settings.web_host, self.settings.web_port)
+
+    async def stop(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        if self._web_port is not None:
+            await self._web_port.stopListening()
+            self._web_port = None
+        await self.agi.close()
+        await self.acd.close()
+        self.ami.close()
+        self.events.record("engine_stopped")
+        await self.events.close()
+        self.db.dispose()
+
+    async def _heartbeat(self) -> None:
+        """Tell the dialplan the engine is alive, and count loop ticks (a frozen loop stops both)."""
+        while True:
+            self.loop_ticks += 1
+            if self.ami.connected:
+                try:
+                    await self.ami.set_global("CC_HEARTBEAT", str(int(time.time())))
+                except Exception as exc:  # a missed beat is logged, the next one retries
+                    log.warning("heartbeat not delivered: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    # ------------------------------------------------------------------ Asterisk -> ACD
+    def _on_ami_event(self, event) -> None:
+        name = event.get("Event", "")
+        if name == "UserEvent":
+            self._on_user_event(event.get("UserEvent", ""), event)
+        elif name == "Hangup":
+            self.acd.channel_hung_up(event.get("Uniqueid", ""))
+
+    def _on_user_event(self, kind: str, event) -> None:
+        call_id = event.get("CallID", "")
+        if kind == "CCHoldEnter":
+            try:
+                priority = int(event.get("CCPriority") or 0)
+            except ValueError:
+                priority = 0
+            try:
+                self.acd.caller_waiting(call_id, event.get("Queue", ""), priority,
+                                        event.get("CallerChannel", ""), event.get("CallerNum", ""))
+            except RoutingError as exc:
+                log.error("call %s could not be queued: %s", call_id, exc)
+                self.events.record("queue_refused", call_id=call_id, queue=event.get("Queue"),
+                                   data={"error": str(exc)})
+        elif kind == "CCAgentAnswered":
+            self.events.record("bridging", call_id=call_id, agent_id=event.get("Agent"))
+        elif kind == "CCBridgeEnded":
+            self.events.record("bridge_ended", call_id=call_id, agent_id=event.get("Agent"),
+                               data={"result": event.get("Result", "")})
+        elif kind == "CCFallback":
+            self.events.record("fallback", call_id=call_id, data={"reason": event.get("Reason", "")})
+
+    # ------------------------------------------------------------------ FastAGI -> IVR
+    async def _ivr(self, channel: AgiChannel) -> None:
+        flow_name = channel.headers["agi_network_script"].strip("/").partition("/")[2] or "main"
+        flow = self.flows.get(flow_name)
+        if flow is None:
+            log.error("no IVR flow %r (call %s)", flow_name, channel.uniqueid)
+            self.events.record("ivr_missing_flow", call_id=channel.uniqueid, data={"flow": flow_name})
+            return  # the dialplan sends a call without CC_ACTION to the fallback route
+        await run_flow(channel, flow, flow_name, self.events)
+
+    # ------------------------------------------------------------------ web API
+    def _start_web(self) -> None:
+        from twisted.internet import reactor
+        from twisted.web import server
+
+        api = self.build_api()
+        root = _Root(api)
+        self._web_port = reactor.listenTCP(self.settings.web_port, server.Site(root),
+                                           interface=self.settings.web_host)
+
+    def build_api(self) -> JsonApi:
+        api = JsonApi()
+        now = time.time
+        api.add("GET", "/api/health", lambda **_: {
+            "ok": True, "ami_connected": self.ami.connected, "loop_ticks": self.loop_ticks,
+            "uptime": round(now() - self.started_at, 1),
+            "agi_rejected_connections": self.agi.rejected_connections})
+        api.add("GET", "/api/queues", lambda **_: self.router.queues_snapshot(now()))
+        api.add("GET", "/api/agents", lambda **_: self.router.agents_snapshot(now()))
+        api.add("GET", "/api/events", lambda query, **_: read_events(
+            self.db, call_id=query.get("call_id"), since_id=int(query.get("since", 0) or 0)))
+
+        def agent_action(verb):
+            def handler(agent_id, body, **_):
+                if agent_id not in self.settings.agents:
+                    raise ApiError(404, f"no agent {agent_id} in settings.agents")
+                skills = body.get("skills") or []
+                args = {"login": lambda: ([skills] if isinstance(skills, str) else skills,),
+                        "pause": lambda: (str(body.get("reason") or "paused")[:64],)}.get(verb, tuple)()
+                try:
+                    self.acd.apply(getattr(self.router, verb)(agent_id, *args, now()))
+                except RoutingError as exc:
+                    raise ApiError(409, str(exc)) from None
+                return {"agent": agent_id, "done": verb}
+            return handler
+
+        for verb in ("login", "logout", "pause", "unpause"):
+            api.add("POST", "/api/agents/{agent_id}/" + verb, agent_action(verb))
+        return api
+
+
+def _Root(api: JsonApi):
+    from twisted.web import resource
+
+    class Root(resource.Resource):
+        def getChild(self, name, request):
+            return api if name == b"api" else resource.NoResource()
+
+    root = Root()
+    return root

@@ -1,0 +1,107 @@
+"""Event table and its batched, non-blocking writer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import JSON, Column, Engine, Float, Index, Integer, MetaData, String, Table, insert, select
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+events_table = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),            # epoch seconds, when it happened
+    Column("kind", String(40), nullable=False),     # e.g. call_arrived, ivr_choice, queued, offered
+    Column("call_id", String(64), nullable=True),
+    Column("queue", String(32), nullable=True),
+    Column("agent_id", String(16), nullable=True),
+    Column("data", JSON, nullable=False, default=dict),
+    Index("ix_events_call", "call_id", "id"),
+    Index("ix_events_ts", "ts"),
+)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    kind: str
+    ts: float
+    call_id: str | None = None
+    queue: str | None = None
+    agent_id: str | None = None
+    data: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        return {"kind": self.kind, "ts": self.ts, "call_id": self.call_id, "queue": self.queue,
+                "agent_id": self.agent_id, "data": json.loads(json.dumps(self.data, default=str))}
+
+
+class EventLog:
+    """``record`` never blocks the loop: rows are buffered and inserted by a background task in a
+    worker thread, in order, every ``flush_interval`` seconds or as soon as a batch is full."""
+
+    def __init__(self, engine: Engine, *, flush_interval: float = 0.2, batch_size: int = 500,
+                 clock=time.time):
+        self.engine = engine
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.clock = clock
+        self._pending: list[EventRecord] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        metadata.create_all(engine)
+
+    def record(self, kind: str, *, call_id: str | None = None, queue: str | None = None,
+               agent_id: str | None = None, data: dict | None = None, ts: float | None = None) -> None:
+        self._pending.append(EventRecord(kind, ts if ts is not None else self.clock(), call_id, queue,
+                                         agent_id, data or {}))
+        if len(self._pending) >= self.batch_size:
+            self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="event-log-writer")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self.flush_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wakeup.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
+            try:
+                await asyncio.to_thread(self._insert, batch)
+            except Exception:
+                # keep the rows: a database hiccup must not lose call history
+                log.exception("event log write failed; will retry %d events", len(batch))
+                self._pending[:0] = batch
+                return
+
+    def _insert(self, batch: list[EventRecord]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(events_table), [e.row() for e in batch])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()
+
+
+def read_events(engine: Engine, *, call_id: str | None = None, since_id: int = 0, limit: int = 1000) -> list[dict]:
+    query = select(events_table).where(events_table.c.id > since_id).order_by(events_table.c.id).limit(limit)
+    if call_id is not None:
+        query = query.where(events_table.c.call_id == call_id)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]

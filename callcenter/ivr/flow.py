@@ -1,0 +1,369 @@
+"""IVR flow files: the node model, and a loader whose errors point at ``file:line:column: field``.
+
+One flow per YAML file; the flow's name is the file stem (the dialplan asks for it by that name).
+The node model is a union discriminated on ``type`` so the language can grow node types without
+touching the loader: a new node class joins ``Node``, and says which other nodes it can lead to in
+``targets()``, and reference checking covers it.
+
+YAML is composed into a node tree first (which keeps every value's position) and only then
+constructed into Python data, so pydantic error locations can be mapped back to lines and columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, Union, get_args
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from callcenter.config import QUEUE_NAME
+
+# Sound names go into AGI commands (STREAM FILE / GET DATA) verbatim: no dots (so no '..' and no
+# file extensions), no spaces or quotes that would split or break the command line.
+SOUND_NAME = re.compile(r"^[a-z0-9][a-z0-9_/-]{0,127}$")
+NODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+# The flow name travels in the AGI URL (agi://host/ivr/<flow>), so it is kept URL- and log-safe.
+FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+DTMF_KEY = re.compile(r"^[0-9*#]$")
+FLOW_SUFFIXES = (".yaml", ".yml")
+
+# What each pattern means, for error messages a person writing a flow can act on.
+_PATTERN_HELP = {
+    SOUND_NAME.pattern: "a sound name like 'digits/1': lowercase letters, digits, '_', '-' and '/'"
+    " (no dots, spaces, quotes or file extension)",
+    NODE_NAME.pattern: "a node name: a letter, then letters, digits, '_' or '-' (at most 64)",
+    DTMF_KEY.pattern: "a single key: one of 0-9, * or # (quote it in YAML, e.g. \"1\" or \"#\")",
+    QUEUE_NAME.pattern: f"a queue name matching {QUEUE_NAME.pattern}",
+}
+_TYPE_HELP = {
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "dict_type": "a mapping",
+    "tuple_type": "a list, e.g. [hello, digits/1]",
+    "string_type": "a string",
+    "int_type": "a whole number",
+    "float_type": "a number",
+}
+
+
+def _digit_keys(options: Any) -> Any:
+    # YAML reads an unquoted `1:` as the integer 1; accept single digits so `{1: sales}` works.
+    if isinstance(options, dict):
+        return {
+            (str(k) if isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= 9 else k): v
+            for k, v in options.items()
+        }
+    return options
+
+
+Sound = Annotated[str, Field(pattern=SOUND_NAME.pattern)]
+NodeName = Annotated[str, Field(pattern=NODE_NAME.pattern)]
+DtmfKey = Annotated[str, Field(pattern=DTMF_KEY.pattern)]
+Prompts = Annotated[tuple[Sound, ...], Field(max_length=32)]
+
+
+class _NodeBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        """(field path inside this node, node name) for every node this one can lead to."""
+        return iter(())
+
+
+class MenuNode(_NodeBase):
+    """Play prompts, wait for one key, go to the node the key maps to (re-asking on failure)."""
+
+    type: Literal["menu"]
+    prompts: Annotated[Prompts, Field(min_length=1)]
+    options: Annotated[dict[DtmfKey, NodeName], Field(min_length=1), BeforeValidator(_digit_keys)]
+    timeout: Annotated[float, Field(strict=True, ge=1, le=60)] = 5.0
+    retries: Annotated[int, Field(strict=True, ge=0, le=5)] = 2
+    invalid_prompts: Prompts = ()
+    timeout_prompts: Prompts = ()
+    default: NodeName | None = None
+
+    def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        for key, target in self.options.items():
+            yield ("options", key), target
+        if self.default is not None:
+            yield ("default",), self.default
+
+
+class QueueNode(_NodeBase):
+    """End the IVR: the caller waits in this queue."""
+
+    type: Literal["queue"]
+    queue: Annotated[str, Field(pattern=QUEUE_NAME.pattern)]
+    priority: Annotated[int, Field(strict=True, ge=-10, le=10)] = 0
+
+
+class PlayNode(_NodeBase):
+    """Play prompts (keys are ignored), then go on to ``next``."""
+
+    type: Literal["play"]
+    prompts: Annotated[Prompts, Field(min_length=1)]
+    next: NodeName
+
+    def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        yield ("next",), self.next
+
+
+class HangupNode(_NodeBase):
+    """End the IVR and the call, after playing the prompts if any."""
+
+    type: Literal["hangup"]
+    prompts: Prompts = ()
+
+
+Node = Annotated[Union[MenuNode, QueueNode, PlayNode, HangupNode], Field(discriminator="type")]
+NODE_TYPES: Mapping[str, type[_NodeBase]] = MappingProxyType(
+    {get_args(cls.model_fields["type"].annotation)[0]: cls for cls in get_args(get_args(Node)[0])}
+)
+
+
+class _FlowDocument(BaseModel):
+    """The schema of one flow file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: NodeName
+    nodes: Annotated[dict[NodeName, Node], Field(min_length=1, max_length=1000)]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A validated flow: every target and the start node exist. Build it with ``load_flow``,
+    ``load_flows`` or ``parse_flow``, which check that."""
+
+    name: str
+    start: str
+    nodes: Mapping[str, Node]
+    source: str = "<string>"
+
+
+@dataclass(frozen=True)
+class FlowProblem:
+    source: str
+    line: int | None  # 1-based, None when the problem is with the file as a whole
+    column: int | None
+    field: str  # dotted path, e.g. nodes.welcome.options.1; "" for the whole file
+    message: str
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}:{self.column}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class FlowError(ValueError):
+    """One or more flow files are invalid; each line of the message is one ``FlowProblem``."""
+
+    def __init__(self, problems: Sequence[FlowProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+Loc = tuple[str | int, ...]
+
+
+def parse_flow(
+    text: str, name: str, *, source: str = "<string>", known_queues: Collection[str] | None = None
+) -> Flow:
+    """Validate one flow's YAML text. ``known_queues``, when given, is the set queue nodes may use."""
+    if not FLOW_NAME.match(name):
+        raise FlowError([_problem(source, None, "", f"flow name {name!r} (the file name) must match "
+                                  f"{FLOW_NAME.pattern}")])
+    root, data = _compose(text, source)
+    if not isinstance(data, dict):
+        raise FlowError([_problem(source, root and root.start_mark, "",
+                                  "expected a mapping with 'start' and 'nodes'")])
+    try:
+        doc = _FlowDocument.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # A failed item also fails its container's length check ("at least 1 item after
+        # validation"); report only the most specific error at each place.
+        locs = [tuple(err["loc"]) for err in errors]
+        errors = [e for e in errors if not any(_inside(other, tuple(e["loc"])) for other in locs)]
+        raise FlowError(_sorted(_schema_problem(source, root, err) for err in errors)) from None
+    problems = [
+        _problem(source, _locate(root, loc), _field(loc), msg)
+        for loc, msg in _reference_problems(doc, known_queues)
+    ]
+    if problems:
+        raise FlowError(_sorted(problems))
+    return Flow(name=name, start=doc.start, nodes=MappingProxyType(dict(doc.nodes)), source=source)
+
+
+def load_flow(path: str | Path, *, known_queues: Collection[str] | None = None) -> Flow:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlowError([_problem(str(path), None, "", f"cannot read flow file: {exc}")]) from None
+    return parse_flow(text, path.stem, source=str(path), known_queues=known_queues)
+
+
+def load_flows(directory: str | Path, *, known_queues: Collection[str] | None = None) -> dict[str, Flow]:
+    """Every flow in ``directory`` by name. All files are checked and all problems reported at once,
+    so one bad file does not hide another."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FlowError([_problem(str(directory), None, "", "flow directory does not exist")])
+    flows: dict[str, Flow] = {}
+    problems: list[FlowProblem] = []
+    # Sorted so the result and the error order do not depend on the file system; dotfiles skipped
+    # because editors leave lock and swap files next to the file being edited.
+    for path in sorted(directory.iterdir()):
+        if path.suffix not in FLOW_SUFFIXES or path.name.startswith(".") or not path.is_file():
+            continue
+        if path.stem in flows:
+            problems.append(_problem(str(path), None, "", f"flow {path.stem!r} is defined twice "
+                                     f"(also in {flows[path.stem].source})"))
+            continue
+        try:
+            flows[path.stem] = load_flow(path, known_queues=known_queues)
+        except FlowError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise FlowError(problems)
+    return flows
+
+
+# ------------------------------------------------------------------------------------ internals
+
+
+def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None:
+            # PyYAML silently keeps the last of two equal keys: a second node with the same name
+            # would replace the first without a word, so refuse it (before merge keys are expanded).
+            dup = _first_duplicate_key(root)
+            if dup is not None:
+                raise FlowError([_problem(source, dup.start_mark, "", f"duplicate key {dup.value!r}")])
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise FlowError([_problem(source, mark, "", f"invalid YAML: {exc.problem or exc.context}")]) from None
+    except yaml.YAMLError as exc:
+        raise FlowError([_problem(source, None, "", f"invalid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+    return root, data
+
+
+def _first_duplicate_key(root: yaml.Node) -> yaml.ScalarNode | None:
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:  # aliases share nodes, and may even form cycles
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in keys:
+                        return key
+                    keys.add(key.value)
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return None
+
+
+def _reference_problems(
+    doc: _FlowDocument, known_queues: Collection[str] | None
+) -> Iterator[tuple[Loc, str]]:
+    if doc.start not in doc.nodes:
+        yield ("start",), f"start node {doc.start!r} is not a node in this flow"
+    for name, node in doc.nodes.items():
+        for path, target in node.targets():
+            if target not in doc.nodes:
+                yield ("nodes", name, *path), f"target {target!r} is not a node in this flow"
+        if isinstance(node, QueueNode) and known_queues is not None and node.queue not in known_queues:
+            known = ", ".join(sorted(known_queues)) or "none"
+            yield ("nodes", name, "queue"), f"queue {node.queue!r} is not a configured queue (known: {known})"
+
+
+def _schema_problem(source: str, root: yaml.Node | None, err: Any) -> FlowProblem:
+    loc: Loc = tuple(err["loc"])
+    # Pydantic puts the discriminator tag into the location of a node's errors
+    # (nodes.welcome.menu.options); it is not in the file, so drop it.
+    if len(loc) >= 3 and loc[0] == "nodes" and loc[2] in NODE_TYPES:
+        tag, loc = loc[2], loc[:2] + loc[3:]
+    else:
+        tag = None
+    kind, message = err["type"], err["msg"]
+    at_key = kind == "extra_forbidden" or loc[-1:] == ("[key]",)
+    if kind == "extra_forbidden":
+        model = NODE_TYPES[tag] if tag else _FlowDocument
+        message = f"unknown key {str(loc[-1])!r}; expected one of: {', '.join(model.model_fields)}"
+    elif kind == "missing":
+        message = "required field is missing"
+    elif kind == "union_tag_not_found":
+        message = f"missing 'type'; expected one of: {', '.join(NODE_TYPES)}"
+    elif kind == "union_tag_invalid":
+        message = f"unknown node type {err['input'].get('type')!r}; expected one of: {', '.join(NODE_TYPES)}"
+    elif kind == "string_pattern_mismatch" and err["ctx"]["pattern"] in _PATTERN_HELP:
+        message = f"{err['input']!r} is not {_PATTERN_HELP[err['ctx']['pattern']]}"
+    elif kind == "string_type" and loc[-3:-2] == ("options",) and loc[-1:] == ("[key]",):
+        message = f"{err['input']!r} is not {_PATTERN_HELP[DTMF_KEY.pattern]}"
+    elif kind in _TYPE_HELP:
+        message = f"expected {_TYPE_HELP[kind]}, got {_short(err['input'])}"
+    return _problem(source, _locate(root, loc, at_key=at_key), _field(loc), message)
+
+
+def _locate(root: yaml.Node | None, loc: Loc, *, at_key: bool = False) -> yaml.Mark | None:
+    """The position of ``loc`` in the file, or of the deepest part of it that exists there
+    (a missing field points at the mapping it is missing from)."""
+    if root is None:
+        return None
+    node, key_node = root, None
+    for part in loc:
+        if part == "[key]":
+            return key_node.start_mark if key_node is not None else node.start_mark
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)
+                          and k.value == str(part)), None)
+            if match is None:
+                break
+            key_node, node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            key_node, node = None, node.value[part]
+        else:
+            break
+    else:
+        if at_key and key_node is not None:
+            return key_node.start_mark
+    return node.start_mark
+
+
+def _inside(loc: Loc, parent: Loc) -> bool:
+    return len(loc) > len(parent) and loc[: len(parent)] == parent
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field(loc: Loc) -> str:
+    return ".".join(str(part) for part in loc if part != "[key]")
+
+
+def _problem(source: str, mark: yaml.Mark | None, field: str, message: str) -> FlowProblem:
+    if mark is None:
+        return FlowProblem(source, None, None, field, message)
+    return FlowProblem(source, mark.line + 1, mark.column + 1, field, message)
+
+
+def _sorted(problems: Iterator[FlowProblem] | list[FlowProblem]) -> list[FlowProblem]:
+    return sorted(problems, key=lambda p: (p.line or 0, p.column or 0))

@@ -1,0 +1,81 @@
+"""JSON API resources. Each route is a small function of (request body) -> JSON-able result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from twisted.web import resource, server
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern
+    handler: Callable[..., object]
+
+
+class JsonApi(resource.Resource):
+    """A tiny method+path router; handlers get path groups as arguments and ``body`` as a dict."""
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.routes: list[Route] = []
+
+    def add(self, method: str, path: str, handler: Callable[..., object]) -> None:
+        pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]+)", path) + "$")
+        self.routes.append(Route(method, pattern, handler))
+
+    def render(self, request: server.Request) -> bytes:
+        path = request.path.decode("utf-8", "replace")
+        method = request.method.decode()
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        try:
+            status, result = 200, self._dispatch(method, path, request)
+        except ApiError as exc:
+            status, result = exc.status, {"error": exc.message}
+        except Exception:
+            log.exception("API %s %s failed", method, path)
+            status, result = 500, {"error": "internal error"}
+        request.setResponseCode(status)
+        return json.dumps(result, default=str).encode() + b"\n"
+
+    def _dispatch(self, method: str, path: str, request: server.Request) -> object:
+        path_matched = False
+        for route in self.routes:
+            match = route.pattern.match(path)
+            if not match:
+                continue
+            path_matched = True
+            if route.method != method:
+                continue
+            body = {}
+            if method == "POST":
+                raw = request.content.read(65536)
+                if raw.strip():
+                    try:
+                        body = json.loads(raw)
+                    except json.JSONDecodeError as exc:
+                        raise ApiError(400, f"request body is not JSON: {exc}") from None
+                    if not isinstance(body, dict):
+                        raise ApiError(400, "request body must be a JSON object")
+            query = {k.decode(): v[0].decode() for k, v in request.args.items()}
+            return route.handler(body=body, query=query, **match.groupdict())
+        if path_matched:
+            raise ApiError(405, f"{method} not allowed on {path}")
+        raise ApiError(404, f"no such endpoint: {path}")

@@ -1,0 +1,3 @@
+import logging
+
+logging.getLogger("asyncio").setLevel(logging.WARNING)

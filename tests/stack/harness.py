@@ -1,0 +1,93 @@
+"""Real-stack test harness: the engine as a subprocess (so tests can kill it), its JSON API,
+and waiting on the event log in the real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from callcenter.config import Settings
+from callcenter.events.log import read_events
+from callcenter.storage import make_engine
+
+
+def write_settings(path: Path, **values) -> Path:
+    path.write_text(yaml.safe_dump({k: str(v) if isinstance(v, Path) else v for k, v in values.items()}))
+    return path
+
+
+class EngineProcess:
+    def __init__(self, config_path: Path, log_path: Path):
+        self.config_path = config_path
+        self.log_path = log_path
+        self.settings = Settings.load(config_path)
+        self.proc: subprocess.Popen | None = None
+        self.db = make_engine(self.settings.db_url)
+
+    def start(self, timeout: float = 20.0) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "callcenter", "-v", "--config", str(self.config_path), "run"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if self.api("GET", "/api/health")["ami_connected"]:
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"engine not healthy after {timeout} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 3.0):
+        s = self.settings
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://{s.web_host}:{s.web_port}{path}", data=data, method=method)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def login(self, agent_id: str, *skills: str) -> None:
+        self.api("POST", f"/api/agents/{agent_id}/login", {"skills": list(skills)})
+
+    def events(self, call_id: str | None = None) -> list[dict]:
+        return read_events(self.db, call_id=call_id)
+
+    def wait_for_event(self, kind: str, *, call_id: str | None = None, timeout: float = 20.0, **match) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for row in self.events(call_id):
+                if row["kind"] == kind and all(row.get(k) == v for k, v in match.items()):
+                    return row
+            time.sleep(0.2)
+        raise AssertionError(f"no {kind!r} event {match} for call {call_id} within {timeout} s; have: "
+                             f"{[(r['kind'], r['call_id'], r['agent_id']) for r in self.events(call_id)][-30:]}"
+                             f"\nengine log:\n{self.log_tail()}")
+
+    def call_ids(self) -> list[str]:
+        return [r["call_id"] for r in self.events() if r["kind"] == "call_arrived"]
