@@ -125,7 +125,7 @@ class AsteriskInstance:
             if sock.connect_ex((self.settings.ami_host, self.settings.ami_port)) == 0:
                 raise AsteriskStartError(
                     f"something already listens on AMI port {self.settings.ami_port}: "
-                    "is another Asterisk running? (`callcenter asterisk stop`)")
+                    "is another Asterisk (e.g. a `callcenter up`) still running?")
 
     def _wait_fully_booted(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

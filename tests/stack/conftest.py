@@ -1,0 +1,101 @@
+"""Fixtures for tests against the real stack: the project's Asterisk (one per session), the engine
+as a subprocess (one per test, so each starts from a clean routing state), and SIPp agent phones.
+
+Nothing here is mocked. A missing Asterisk root is a failure, not a skip: `scripts/test` builds it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+
+from callcenter.asterisk.process import AsteriskInstance
+from callcenter.asterisk.provision import AsteriskRoot
+from callcenter.config import Settings
+from callcenter.sipp import SippCaller, SippPhone, caller_scenario
+from tests.stack.harness import EngineProcess, write_settings
+
+# Shorter than production so the suite stays quick; the logic is the same.
+TEST_SETTINGS = dict(
+    asterisk_instance="test",
+    web_port=18081,
+    ring_timeout=4,
+    wrapup_seconds=1,
+    heartbeat_interval=1,
+    heartbeat_max_age=4,
+    hold_slice=1,
+    agi_header_timeout=2,
+)
+_caller_ports = itertools.count(0)
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def settings_file(stack_dir) -> Path:
+    return write_settings(stack_dir / "settings.yaml", data_dir=stack_dir / "data", **TEST_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def settings(settings_file) -> Settings:
+    return Settings.load(settings_file)
+
+
+@pytest.fixture(scope="session")
+def asterisk(settings):
+    if not AsteriskRoot(settings.asterisk_root).is_ready():
+        pytest.fail(f"no Asterisk root at {settings.asterisk_root}: run scripts/install (or scripts/test)")
+    instance = AsteriskInstance(settings)
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def engine(asterisk, settings_file, stack_dir, request):
+    proc = EngineProcess(settings_file, stack_dir / f"engine-{request.node.name}.log")
+    proc.start()
+    yield proc
+    proc.stop()
+    _wait_no_channels(asterisk)
+
+
+def _wait_no_channels(asterisk: AsteriskInstance, timeout: float = 15.0) -> None:
+    """Leave Asterisk idle for the next test: hang up whatever a failed test left behind."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "0 active channels" in asterisk.cli("core show channels count"):
+            return
+        time.sleep(0.3)
+    asterisk.cli("channel request hangup all")
+
+
+@pytest.fixture
+def phones(stack_dir):
+    """phones(agent_id, mode=..., ...) starts a SIPp phone at that agent's contact port."""
+    started: list[SippPhone] = []
+
+    def start(agent_id: str, mode: str = "answer", **kwargs) -> SippPhone:
+        n = int(agent_id) - 1000
+        phone = SippPhone(f"agent{agent_id}", sip_port=5100 + n, media_port=7100 + 10 * n, mode=mode,
+                          workdir=stack_dir / f"phone-{agent_id}-{len(started)}-{time.monotonic_ns()}", **kwargs)
+        phone.start()
+        started.append(phone)
+        return phone
+
+    yield start
+    for phone in started:
+        phone.stop()
+
+
+def new_caller(keys: str, caller_number: str, **scenario) -> SippCaller:
+    """A SIPp caller dialling 5000 on the project's Asterisk, on its own ports."""
+    n = next(_caller_ports) % 200
+    return SippCaller(caller_scenario(keys, caller_number=caller_number, **scenario),
+                      local_port=6000 + n, media_port=8000 + 10 * n, name=f"caller{caller_number}")
