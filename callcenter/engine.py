@@ -11,6 +11,7 @@ import time
 from callcenter.acd.router import Router, RoutingError
 from callcenter.acd.shell import AcdShell
 from callcenter.asterisk.ami import AmiClient
+from callcenter.asterisk.process import AsteriskInstance
 from callcenter.asterisk.fastagi import AgiChannel, FastAgiServer
 from callcenter.config import Settings
 from callcenter.events.log import EventLog, read_events
@@ -20,6 +21,8 @@ from callcenter.storage import make_engine
 from callcenter.web.api import ApiError, JsonApi
 
 log = logging.getLogger(__name__)
+
+AGENT_VERBS = ("login", "logout", "pause", "unpause")
 
 
 class Engine:
@@ -38,6 +41,7 @@ class Engine:
         self.agi = FastAgiServer(header_timeout=settings.agi_header_timeout,
                                  max_header_bytes=settings.agi_header_max_bytes)
         self.agi.route("ivr", self._ivr)
+        self.recordings_dir = AsteriskInstance(settings).recordings_dir
         self._heartbeat_task: asyncio.Task | None = None
         self._web_port = None
 
@@ -57,8 +61,10 @@ class Engine:
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
         if self._web_port is not None:
-            await self._web_port.stopListening()
+            stopped = self._web_port.stopListening()
             self._web_port = None
+            if stopped is not None:  # a Twisted Deferred: bridge it into asyncio
+                await stopped.asFuture(asyncio.get_running_loop())
         await self.agi.close()
         await self.acd.close()
         self.ami.close()
@@ -117,6 +123,23 @@ class Engine:
             return  # the dialplan sends a call without CC_ACTION to the fallback route
         await run_flow(channel, flow, flow_name, self.events)
 
+    # ------------------------------------------------------------------ agent control
+    def control_agent(self, verb: str, agent_id: str, *, skills=None, reason=None) -> None:
+        """login / logout / pause / unpause one agent; RoutingError if the router refuses."""
+        if agent_id not in self.settings.agents:
+            raise KeyError(f"no agent {agent_id} in settings.agents")
+        now = time.time()
+        if verb == "login":
+            skills = skills or []
+            effects = self.router.login(agent_id, [skills] if isinstance(skills, str) else skills, now)
+        elif verb == "pause":
+            effects = self.router.pause(agent_id, str(reason or "paused")[:64], now)
+        elif verb in ("logout", "unpause"):
+            effects = getattr(self.router, verb)(agent_id, now)
+        else:
+            raise ValueError(f"unknown agent verb {verb!r}")
+        self.acd.apply(effects)
+
     # ------------------------------------------------------------------ web API
     def _start_web(self) -> None:
         from twisted.internet import reactor
@@ -141,19 +164,16 @@ class Engine:
 
         def agent_action(verb):
             def handler(agent_id, body, **_):
-                if agent_id not in self.settings.agents:
-                    raise ApiError(404, f"no agent {agent_id} in settings.agents")
-                skills = body.get("skills") or []
-                args = {"login": lambda: ([skills] if isinstance(skills, str) else skills,),
-                        "pause": lambda: (str(body.get("reason") or "paused")[:64],)}.get(verb, tuple)()
                 try:
-                    self.acd.apply(getattr(self.router, verb)(agent_id, *args, now()))
+                    self.control_agent(verb, agent_id, skills=body.get("skills"), reason=body.get("reason"))
+                except KeyError as exc:
+                    raise ApiError(404, str(exc.args[0])) from None
                 except RoutingError as exc:
                     raise ApiError(409, str(exc)) from None
                 return {"agent": agent_id, "done": verb}
             return handler
 
-        for verb in ("login", "logout", "pause", "unpause"):
+        for verb in AGENT_VERBS:
             api.add("POST", "/api/agents/{agent_id}/" + verb, agent_action(verb))
         return api
 

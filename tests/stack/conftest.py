@@ -47,8 +47,9 @@ def settings(settings_file) -> Settings:
     return Settings.load(settings_file)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def asterisk(settings):
+    # per module (it boots in well under a second): test_up_demo needs the ports free for its own
     if not AsteriskRoot(settings.asterisk_root).is_ready():
         pytest.fail(f"no Asterisk root at {settings.asterisk_root}: run scripts/install (or scripts/test)")
     instance = AsteriskInstance(settings)
@@ -62,8 +63,9 @@ def engine(asterisk, settings_file, stack_dir, request):
     proc = EngineProcess(settings_file, stack_dir / f"engine-{request.node.name}.log")
     proc.start()
     yield proc
-    proc.stop()
+    exit_code = proc.stop()
     _wait_no_channels(asterisk)
+    assert exit_code in (0, None), f"engine did not shut down cleanly ({exit_code}):\n{proc.log_tail()}"
 
 
 def _wait_no_channels(asterisk: AsteriskInstance, timeout: float = 15.0) -> None:

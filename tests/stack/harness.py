@@ -52,15 +52,19 @@ class EngineProcess:
             time.sleep(0.1)
         raise RuntimeError(f"engine not healthy after {timeout} s:\n{self.log_tail()}")
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM the engine and return its exit code (None if it was not running any more)."""
+        code = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=10)
+                code = self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                code = "killed after 10 s"
         self.proc = None
+        return code
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
