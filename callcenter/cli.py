@@ -62,10 +62,12 @@ def asterisk_run(ctx: click.Context) -> None:
     from callcenter.asterisk.process import AsteriskInstance
 
     instance = AsteriskInstance(_settings(ctx))
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # delivered to sigwait, not as exceptions
     instance.start()
     click.echo(f"Asterisk running (log: {instance.log_file}). Ctrl-C stops it.")
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         instance.stop()
 

@@ -123,6 +123,13 @@ class Engine:
             return  # the dialplan sends a call without CC_ACTION to the fallback route
         await run_flow(channel, flow, flow_name, self.events)
 
+    async def _events_endpoint(self, query: dict, **_) -> list[dict]:
+        try:
+            since = int(query.get("since") or 0)
+        except ValueError:
+            raise ApiError(400, "since must be an event id (integer)") from None
+        return await asyncio.to_thread(read_events, self.db, call_id=query.get("call_id"), since_id=since)
+
     # ------------------------------------------------------------------ agent control
     def control_agent(self, verb: str, agent_id: str, *, skills=None, reason=None) -> None:
         """login / logout / pause / unpause one agent; RoutingError if the router refuses."""
@@ -159,8 +166,7 @@ class Engine:
             "agi_rejected_connections": self.agi.rejected_connections})
         api.add("GET", "/api/queues", lambda **_: self.router.queues_snapshot(now()))
         api.add("GET", "/api/agents", lambda **_: self.router.agents_snapshot(now()))
-        api.add("GET", "/api/events", lambda query, **_: read_events(
-            self.db, call_id=query.get("call_id"), since_id=int(query.get("since", 0) or 0)))
+        api.add("GET", "/api/events", self._events_endpoint)
 
         def agent_action(verb):
             def handler(agent_id, body, **_):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
 import re
@@ -40,18 +42,40 @@ class JsonApi(resource.Resource):
         pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]+)", path) + "$")
         self.routes.append(Route(method, pattern, handler))
 
-    def render(self, request: server.Request) -> bytes:
+    def render(self, request: server.Request) -> bytes | int:
         path = request.path.decode("utf-8", "replace")
         method = request.method.decode()
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
         try:
-            status, result = 200, self._dispatch(method, path, request)
-        except ApiError as exc:
-            status, result = exc.status, {"error": exc.message}
-        except Exception:
-            log.exception("API %s %s failed", method, path)
-            status, result = 500, {"error": "internal error"}
+            result = self._dispatch(method, path, request)
+        except Exception as exc:
+            return self._encode(request, *self._failure(exc, method, path))
+        if not inspect.isawaitable(result):
+            return self._encode(request, 200, result)
+        # Slow handlers (database reads) are coroutines that run off the loop's critical path;
+        # the response is written when they finish.
+        future = asyncio.ensure_future(result)
+        future.add_done_callback(lambda f: self._finish(request, f, method, path))
+        return server.NOT_DONE_YET
+
+    def _finish(self, request: server.Request, future: asyncio.Future, method: str, path: str) -> None:
+        if request._disconnected:
+            return
+        exc = future.exception()
+        status, result = self._failure(exc, method, path) if exc else (200, future.result())
+        request.write(self._encode(request, status, result))
+        request.finish()
+
+    @staticmethod
+    def _failure(exc: BaseException, method: str, path: str) -> tuple[int, dict]:
+        if isinstance(exc, ApiError):
+            return exc.status, {"error": exc.message}
+        log.error("API %s %s failed", method, path, exc_info=exc)
+        return 500, {"error": "internal error"}
+
+    @staticmethod
+    def _encode(request: server.Request, status: int, result: object) -> bytes:
         request.setResponseCode(status)
         return json.dumps(result, default=str).encode() + b"\n"
 
