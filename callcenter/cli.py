@@ -180,15 +180,9 @@ def agent() -> None:
 @click.option("--skills", required=True, help="Comma-separated queues the agent serves, e.g. support,sales")
 @click.pass_context
 def agent_login(ctx, agent_id, skills):
+    """Log the agent in to the queues named by --skills."""
     _show(_api(ctx, "POST", f"/api/agents/{agent_id}/login",
                {"skills": [s.strip() for s in skills.split(",") if s.strip()]}))
-
-
-@agent.command("logout")
-@click.argument("agent_id")
-@click.pass_context
-def agent_logout(ctx, agent_id):
-    _show(_api(ctx, "POST", f"/api/agents/{agent_id}/logout", {}))
 
 
 @agent.command("pause")
@@ -196,14 +190,22 @@ def agent_logout(ctx, agent_id):
 @click.option("--reason", default="break", show_default=True)
 @click.pass_context
 def agent_pause(ctx, agent_id, reason):
+    """Pause the agent with a reason (no calls are offered while paused)."""
     _show(_api(ctx, "POST", f"/api/agents/{agent_id}/pause", {"reason": reason}))
 
 
-@agent.command("unpause")
-@click.argument("agent_id")
-@click.pass_context
-def agent_unpause(ctx, agent_id):
-    _show(_api(ctx, "POST", f"/api/agents/{agent_id}/unpause", {}))
+def _plain_agent_command(verb: str, help_text: str) -> None:
+    """Agent commands that take nothing but the agent id."""
+
+    @agent.command(verb, help=help_text)
+    @click.argument("agent_id")
+    @click.pass_context
+    def command(ctx, agent_id):
+        _show(_api(ctx, "POST", f"/api/agents/{agent_id}/{verb}", {}))
+
+
+_plain_agent_command("logout", "Log the agent out (refused while on a call).")
+_plain_agent_command("unpause", "Make a paused agent available again.")
 
 
 @main.command("queues")

@@ -1,0 +1,47 @@
+"""The agent and queue commands of the `callcenter` CLI, against a running engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def cli(engine, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "callcenter", "--config", str(engine.config_path), *args],
+                          capture_output=True, text=True, timeout=20)
+
+
+def agent_state(engine, agent_id: str) -> dict:
+    out = cli(engine, "agents")
+    assert out.returncode == 0, out.stderr
+    return next(a for a in json.loads(out.stdout) if a["agent_id"] == agent_id)
+
+
+def test_agent_commands_change_state_through_the_api(engine):
+    assert cli(engine, "agent", "login", "1008", "--skills", "support, sales").returncode == 0
+    assert agent_state(engine, "1008")["skills"] == ["sales", "support"]
+    assert agent_state(engine, "1008")["state"] == "available"
+
+    assert cli(engine, "agent", "pause", "1008", "--reason", "lunch").returncode == 0
+    state = agent_state(engine, "1008")
+    assert (state["state"], state["reason"]) == ("paused", "lunch")
+
+    assert cli(engine, "agent", "unpause", "1008").returncode == 0
+    assert agent_state(engine, "1008")["state"] == "available"
+    queues = json.loads(cli(engine, "queues").stdout)
+    assert {q["queue"]: q["agents_available"] for q in queues} == {"sales": 1, "support": 1}
+
+    assert cli(engine, "agent", "logout", "1008").returncode == 0
+    assert agent_state(engine, "1008")["state"] == "logged_out"
+    states = [e["data"]["state"] for e in engine.events() if e["kind"] == "agent_state" and e["agent_id"] == "1008"]
+    assert states == ["available", "paused", "available", "logged_out"]
+
+
+def test_agent_commands_report_refusals_clearly(engine):
+    unknown = cli(engine, "agent", "login", "4242", "--skills", "support")
+    assert unknown.returncode == 1 and "404 no agent 4242" in unknown.stderr
+    bad_queue = cli(engine, "agent", "login", "1009", "--skills", "billing")
+    assert bad_queue.returncode == 1 and "409" in bad_queue.stderr and "billing" in bad_queue.stderr
+    not_paused = cli(engine, "agent", "unpause", "1009")
+    assert not_paused.returncode == 1 and "409" in not_paused.stderr
