@@ -67,6 +67,7 @@ class Settings(BaseModel):
     heartbeat_max_age: Annotated[int, Field(ge=2, le=600)] = 10
     hold_slice: Annotated[int, Field(ge=1, le=60)] = 2
     fallback_max_wait: Annotated[int, Field(ge=10, le=7200)] = 300
+    max_hold_seconds: Annotated[int, Field(ge=10, le=86400)] = 1800  # then the fallback route
 
     @field_validator("queues")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from callcenter.acd.router import Router, RoutingError
@@ -25,10 +26,18 @@ log = logging.getLogger(__name__)
 AGENT_VERBS = ("login", "logout", "pause", "unpause")
 
 
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("%s failed: %s", task.get_name(), task.exception())
+
+
 class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.started_at = time.time()
+        # Waiting callers compare this with what they saw when they entered the hold loop and
+        # announce themselves again when it changes (see dialplan cc-hold).
+        self.engine_id = f"{os.getpid()}-{int(self.started_at * 1000)}"
         self.loop_ticks = 0
         self.db = make_engine(settings.db_url)
         self.events = EventLog(self.db)
@@ -36,8 +45,9 @@ class Engine:
         self.router = Router(settings.queues, ring_timeout=settings.ring_timeout,
                              wrapup_seconds=settings.wrapup_seconds)
         self.ami = AmiClient(settings.ami_host, settings.ami_port, settings.ami_user, settings.ami_secret,
-                             action_timeout=settings.ami_action_timeout, on_event=self._on_ami_event)
-        self.acd = AcdShell(self.router, self.ami, self.events, ring_timeout=settings.ring_timeout)
+                             action_timeout=settings.ami_action_timeout, on_event=self._on_ami_event,
+                             on_login=self._on_ami_login)
+        self.acd = AcdShell(self.router, self.ami, self.events)
         self.agi = FastAgiServer(header_timeout=settings.agi_header_timeout,
                                  max_header_bytes=settings.agi_header_max_bytes)
         self.agi.route("ivr", self._ivr)
@@ -72,6 +82,15 @@ class Engine:
         await self.events.close()
         self.db.dispose()
 
+    def _on_ami_login(self) -> None:
+        # first beat and our id at once, on every (re)login: callers waiting in the hold loop
+        # re-announce themselves to an engine they have not seen
+        self._spawn(self._announce(), "announce engine")
+
+    async def _announce(self) -> None:
+        await self.ami.set_global("CC_HEARTBEAT", str(int(time.time())))
+        await self.ami.set_global("CC_ENGINE_ID", self.engine_id)
+
     async def _heartbeat(self) -> None:
         """Tell the dialplan the engine is alive, and count loop ticks (a frozen loop stops both)."""
         while True:
@@ -85,33 +104,46 @@ class Engine:
 
     # ------------------------------------------------------------------ Asterisk -> ACD
     def _on_ami_event(self, event) -> None:
+        """Runs synchronously, in the order Asterisk sent the events (the shell relies on it).
+        Who a call is comes from the event's own channel headers (Uniqueid, Channel,
+        CallerIDNum), never from a UserEvent body, which a caller ID could forge."""
         name = event.get("Event", "")
-        if name == "UserEvent":
-            self._on_user_event(event.get("UserEvent", ""), event)
-        elif name == "Hangup":
-            self.acd.channel_hung_up(event.get("Uniqueid", ""))
+        uniqueid = event.get("Uniqueid", "")
+        if name == "Hangup":
+            self.acd.channel_hung_up(uniqueid)
+        elif name == "BridgeEnter":
+            self.acd.leg_bridged(uniqueid)
+        elif name == "UserEvent":
+            self._on_user_event(event.get("UserEvent", ""), uniqueid, event)
 
-    def _on_user_event(self, kind: str, event) -> None:
-        call_id = event.get("CallID", "")
+    def _on_user_event(self, kind: str, uniqueid: str, event) -> None:
         if kind == "CCHoldEnter":
-            try:
-                priority = int(event.get("CCPriority") or 0)
-            except ValueError:
-                priority = 0
-            try:
-                self.acd.caller_waiting(call_id, event.get("Queue", ""), priority,
-                                        event.get("CallerChannel", ""), event.get("CallerNum", ""))
-            except RoutingError as exc:
-                log.error("call %s could not be queued: %s", call_id, exc)
-                self.events.record("queue_refused", call_id=call_id, queue=event.get("Queue"),
-                                   data={"error": str(exc)})
+            self._caller_waiting(uniqueid, event)
         elif kind == "CCAgentAnswered":
-            self.events.record("bridging", call_id=call_id, agent_id=event.get("Agent"))
-        elif kind == "CCBridgeEnded":
-            self.events.record("bridge_ended", call_id=call_id, agent_id=event.get("Agent"),
-                               data={"result": event.get("Result", "")})
+            self.acd.agent_answered(uniqueid)
+        elif kind == "CCStaleAnswer":
+            self.events.record("stale_answer", call_id=event.get("CallID"), agent_id=event.get("Agent"))
         elif kind == "CCFallback":
-            self.events.record("fallback", call_id=call_id, data={"reason": event.get("Reason", "")})
+            reason = event.get("Reason", "")
+            self.events.record("fallback", call_id=uniqueid, data={"reason": reason})
+            self.acd.caller_left(uniqueid, f"fallback:{reason}")
+
+    def _caller_waiting(self, call_id: str, event) -> None:
+        channel = event.get("Channel", "")
+        try:
+            priority = int(event.get("CCPriority") or 0)
+            enqueued_at = float(event.get("EnqueuedAt") or 0) or None
+            self.acd.caller_waiting(call_id, event.get("Queue", ""), priority, channel,
+                                    event.get("CallerIDNum", ""), enqueued_at)
+        except (RoutingError, ValueError) as exc:
+            # never leave a caller in a queue nobody serves: send them to the fallback route
+            log.error("call %s could not be queued (%s); sending it to the fallback route", call_id, exc)
+            self.events.record("queue_refused", call_id=call_id, data={"error": str(exc)[:200]})
+            self._spawn(self.ami.redirect(channel, "cc-fallback", "s"), f"redirect {call_id}")
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task.add_done_callback(_log_failure)
 
     # ------------------------------------------------------------------ FastAGI -> IVR
     async def _ivr(self, channel: AgiChannel) -> None:
@@ -158,7 +190,8 @@ class Engine:
                                            interface=self.settings.web_host)
 
     def build_api(self) -> JsonApi:
-        api = JsonApi()
+        port = self.settings.web_port
+        api = JsonApi(allowed_hosts={f"{h}:{port}" for h in (self.settings.web_host, "127.0.0.1", "localhost")})
         now = time.time
         api.add("GET", "/api/health", lambda **_: {
             "ok": True, "ami_connected": self.ami.connected, "loop_ticks": self.loop_ticks,

@@ -155,10 +155,15 @@ class Router:
         *,
         priority: int = 0,
         attrs: dict[str, Any] | None = None,
+        enqueued_at: float | None = None,
     ) -> list[Effect]:
         """A caller enters ``queue``. Call ids must be unique for the router's lifetime, since
         offer ids (the shell's idempotency keys) are derived from them. ``priority`` and
-        ``attrs`` are keyword-only so that a swapped ``priority``/``now`` cannot pass silently."""
+        ``attrs`` are keyword-only so that a swapped ``priority``/``now`` cannot pass silently.
+        ``enqueued_at`` (default ``now``) keeps the place of a caller who was already waiting,
+        e.g. one re-adopted after an engine restart."""
+        if enqueued_at is not None and enqueued_at > now:
+            raise RoutingError(f"enqueued_at {enqueued_at} is in the future (now {now})")
         if queue not in self._waiting:
             raise RoutingError(f"unknown queue {queue!r} (known: {', '.join(self._waiting)})")
         if call_id in self._calls:
@@ -169,7 +174,7 @@ class Router:
             call_id=call_id,
             queue=queue,
             priority=priority,
-            enqueued_at=now,
+            enqueued_at=now if enqueued_at is None else enqueued_at,
             sequence=self._next_sequence,
             attrs=dict(attrs or {}),
         )
@@ -231,6 +236,18 @@ class Router:
     def abandon(self, call_id: str, now: float) -> list[Effect]:
         """The caller hung up. A ringing offer is cancelled and its agent returns to available
         with its idle time intact (ringing is not work). Unknown call ids are ignored."""
+        return self._leave(call_id, now, Event("abandoned", call_id, None, None, {}))
+
+    def exit(self, call_id: str, reason: str, now: float) -> list[Effect]:
+        """The call left the queue without reaching an agent and without hanging up (e.g. it was
+        sent to the fallback route): like an abandon, but logged as ``exited`` with ``reason``.
+        A connected call is not affected. Unknown call ids are ignored."""
+        call = self._calls.get(call_id)
+        if call is None or call.state is CallState.CONNECTED:
+            return []
+        return self._leave(call_id, now, Event("exited", call_id, None, None, {"reason": reason}))
+
+    def _leave(self, call_id: str, now: float, template: Event) -> list[Effect]:
         call = self._calls.get(call_id)
         if call is None:
             return []
@@ -238,8 +255,8 @@ class Router:
             return self.call_ended(call_id, now)
         del self._calls[call_id]
         abandoned = Event(
-            "abandoned", call.call_id, call.queue, call.agent_id,
-            {"wait": now - call.enqueued_at, "stage": call.state.value},
+            template.kind, call.call_id, call.queue, call.agent_id,
+            {**template.data, "wait": now - call.enqueued_at, "stage": call.state.value},
         )
         if call.state is CallState.WAITING:
             self._remove_waiting(call)

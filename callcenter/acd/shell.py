@@ -1,6 +1,14 @@
 """The ACD's thin shell: feeds the pure router what happens on Asterisk and the API, and carries
 out what it decides — ring an agent (AMI Originate), stop a ringing phone, arm a wrap-up timer,
-log an event. All decisions stay in the router; nothing here chooses an agent."""
+log an event. All decisions stay in the router; nothing here chooses an agent.
+
+Each offer rings one agent *leg*, whose Asterisk uniqueid we choose (``ChannelId``) and register
+before the Originate is sent. Its fate is read, in order, from Asterisk's event stream:
+``CCAgentAnswered`` (the agent picked up), ``BridgeEnter`` (the leg is bridged to the caller:
+the call is answered), ``Hangup`` (the leg is gone: the call ended if it had been bridged, else
+the offer failed). OriginateResponse, which reaches us on another path, only reports why an
+unanswered leg failed (no answer, busy, unreachable).
+"""
 
 from __future__ import annotations
 
@@ -9,30 +17,42 @@ import logging
 import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from callcenter.acd.router import CancelOffer, Event, Offer, Router, StartTimer
+from callcenter.acd.router import CancelOffer, Event, Offer, Router, RoutingError, StartTimer
 from callcenter.asterisk.ami import AmiClient, AmiError
 from callcenter.events.log import EventLog
 
 log = logging.getLogger(__name__)
 
-# Asterisk's OriginateResponse Reason codes (channel.h AST_CONTROL_*): what a failed ring means for the agent.
-FAILURE_REASONS = {3: "ring-no-answer", 5: "busy", 1: "unreachable", 8: "unreachable", 0: "unreachable"}
+# Asterisk's OriginateResponse Reason codes (AST_CONTROL_*): what a failed ring means for the agent.
+FAILURE_REASONS = {3: "ring-no-answer", 5: "busy"}
 CALLER_NUMBER = re.compile(r"[^0-9+*#]")
 
 
+@dataclass
+class AgentLeg:
+    offer_id: str
+    call_id: str
+    agent_id: str
+    answered: bool = False
+    bridged: bool = False
+
+
+def leg_id(offer_id: str) -> str:
+    """The Asterisk uniqueid we give an offer's agent leg (offer ids are 'call/n')."""
+    return offer_id.replace("/", "-o")
+
+
 class AcdShell:
-    def __init__(self, router: Router, ami: AmiClient, events: EventLog, *, ring_timeout: float,
-                 clock=time.time):
+    def __init__(self, router: Router, ami: AmiClient, events: EventLog, *, clock=time.time):
         self.router = router
         self.ami = ami
         self.events = events
-        self.ring_timeout = ring_timeout
         self.clock = clock
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._ringing_channels: dict[str, str] = {}   # offer id -> agent channel id (Asterisk uniqueid)
-        self._connected_legs: dict[str, str] = {}     # agent channel id -> call id, once answered
+        self.legs: dict[str, AgentLeg] = {}  # agent leg uniqueid -> its offer, until the leg hangs up
 
     # ------------------------------------------------------------------ inputs
     def apply(self, effects: Iterable) -> None:
@@ -41,24 +61,66 @@ class AcdShell:
                 self.events.record(effect.kind, call_id=effect.call_id, queue=effect.queue,
                                    agent_id=effect.agent_id, data=effect.data)
             elif isinstance(effect, Offer):
+                self.legs[leg_id(effect.offer_id)] = AgentLeg(effect.offer_id, effect.call_id, effect.agent_id)
                 self._spawn(self._ring(effect), f"offer {effect.offer_id}")
             elif isinstance(effect, CancelOffer):
-                self._spawn(self._cancel(effect), f"cancel {effect.offer_id}")
+                self._spawn(self._withdraw(effect), f"cancel {effect.offer_id}")
             elif isinstance(effect, StartTimer):
                 self._arm(effect)
             else:  # a new effect type the shell does not know yet is a programming error, loudly
                 log.error("unknown ACD effect %r", effect)
 
-    def caller_waiting(self, call_id: str, queue: str, priority: int, caller_channel: str, caller_number: str) -> None:
-        self.apply(self.router.enqueue(call_id, queue, self.clock(), priority=priority,
-                                       attrs={"caller_channel": caller_channel, "caller_number": caller_number}))
+    def caller_waiting(self, call_id: str, queue: str, priority: int, caller_channel: str,
+                       caller_number: str, enqueued_at: float | None = None) -> None:
+        """The dialplan says this caller is in the hold loop. Repeats for a known call are ignored
+        (a caller announces itself again when the engine changes)."""
+        if self.router.call(call_id) is not None:
+            return
+        now = self.clock()
+        self.apply(self.router.enqueue(
+            call_id, queue, now, priority=priority,
+            enqueued_at=min(enqueued_at, now) if enqueued_at else None,
+            attrs={"caller_channel": caller_channel, "caller_number": CALLER_NUMBER.sub("", caller_number)[:32]}))
+
+    def caller_left(self, call_id: str, reason: str) -> None:
+        """The caller left the hold loop for the fallback route."""
+        self.apply(self.router.exit(call_id, reason, self.clock()))
+
+    def agent_answered(self, uniqueid: str) -> None:
+        leg = self.legs.get(uniqueid)
+        if leg is not None:
+            leg.answered = True
+
+    def leg_bridged(self, uniqueid: str) -> None:
+        leg = self.legs.get(uniqueid)
+        if leg is None or leg.bridged:
+            return
+        leg.bridged = True
+        effects = self.router.offer_answered(leg.offer_id, self.clock())
+        if not effects:
+            # The router had already withdrawn this offer; the dialplan's offer check should have
+            # stopped the bridge, so this is the narrow race where both happened at once.
+            log.warning("agent %s bridged call %s on withdrawn offer %s", leg.agent_id, leg.call_id, leg.offer_id)
+            self.events.record("late_answer", call_id=leg.call_id, agent_id=leg.agent_id,
+                               data={"offer_id": leg.offer_id})
+        self.apply(effects)
 
     def channel_hung_up(self, uniqueid: str) -> None:
-        if uniqueid in self._connected_legs:
-            self.apply(self.router.call_ended(self._connected_legs.pop(uniqueid), self.clock()))
-        elif self.router.call(uniqueid) is not None:
-            # the caller's own channel: abandon while waiting/ringing, or the end of a connected call
-            self.apply(self.router.abandon(uniqueid, self.clock()))
+        leg = self.legs.get(uniqueid)
+        now = self.clock()
+        if leg is None:
+            # the caller's own channel (its uniqueid is the call id): the end of the call, whatever
+            # stage it was in; unknown channels are ignored by the router
+            self.apply(self.router.call_ended(uniqueid, now))
+            return
+        if not leg.answered:
+            return  # never picked up: _ring removes it once OriginateResponse says why
+        del self.legs[uniqueid]
+        if leg.bridged:
+            self.apply(self.router.call_ended(leg.call_id, now))
+        else:
+            # picked up, then gone before the bridge: the agent did not take the call
+            self.apply(self.router.offer_failed(leg.offer_id, "ring-no-answer", now))
 
     # ------------------------------------------------------------------ effects
     def _spawn(self, coro, name: str) -> None:
@@ -68,44 +130,49 @@ class AcdShell:
 
     async def _ring(self, offer: Offer) -> None:
         call = self.router.call(offer.call_id)
+        channel_id = leg_id(offer.offer_id)
         if call is None:
+            self.legs.pop(channel_id, None)
             return
-        channel_id = offer.offer_id.replace("/", "-o")
-        self._ringing_channels[offer.offer_id] = channel_id
-        number = CALLER_NUMBER.sub("", str(call.attrs.get("caller_number", "")))[:32]
+        caller_channel = call.attrs.get("caller_channel", "")
+        number = call.attrs.get("caller_number") or "anonymous"
         try:
+            # The caller's channel carries its current offer; the agent leg bridges only if it
+            # still matches (see cc-agent-connect). Sent before the Originate on the same connection.
+            await self.ami.set_channel_var(caller_channel, "CC_OFFER", channel_id)
             result = await self.ami.originate_to_context(
                 channel=f"PJSIP/agent{offer.agent_id}", context="cc-agent-connect", exten="s",
                 ring_timeout=offer.ring_timeout, channel_id=channel_id,
-                caller_id=f'"{offer.queue}" <{number or "anonymous"}>',
-                variables={"CC_CALLID": offer.call_id, "CC_AGENT": offer.agent_id,
-                           "CC_CALLER_CHANNEL": call.attrs.get("caller_channel", "")},
+                caller_id=f'"{offer.queue}" <{number}>',
+                variables={"CC_CALLID": offer.call_id, "CC_AGENT": offer.agent_id, "CC_OFFER": channel_id,
+                           "CC_CALLER_CHANNEL": caller_channel},
             )
+            reason = None if result.answered else FAILURE_REASONS.get(result.reason, "unreachable")
         except (AmiError, TimeoutError, ConnectionError, ValueError) as exc:
             log.warning("offer %s to agent %s failed: %s", offer.offer_id, offer.agent_id, exc)
-            self._ringing_channels.pop(offer.offer_id, None)
-            await self._hangup_agent_leg(offer.agent_id)
-            self.apply(self.router.offer_failed(offer.offer_id, "unreachable", self.clock()))
-            return
-        self._ringing_channels.pop(offer.offer_id, None)
-        if result.answered:
-            self._connected_legs[channel_id] = offer.call_id
-            self.apply(self.router.offer_answered(offer.offer_id, self.clock()))
-        else:
-            reason = FAILURE_REASONS.get(result.reason, "unreachable")
+            await self._hangup_leg(channel_id)
+            reason = "unreachable"
+        leg = self.legs.get(channel_id)
+        if reason is not None and leg is not None and not leg.answered:
+            del self.legs[channel_id]
             self.apply(self.router.offer_failed(offer.offer_id, reason, self.clock()))
 
-    async def _cancel(self, cancel: CancelOffer) -> None:
-        self._ringing_channels.pop(cancel.offer_id, None)
-        await self._hangup_agent_leg(cancel.agent_id)
+    async def _withdraw(self, cancel: CancelOffer) -> None:
+        channel_id = leg_id(cancel.offer_id)
+        call = self.router.call(cancel.call_id)
+        if call is not None:  # the caller is still here (pause/logout while ringing): void the offer
+            try:
+                await self.ami.set_channel_var(call.attrs.get("caller_channel", ""), "CC_OFFER", "")
+            except (AmiError, TimeoutError, ConnectionError) as exc:
+                log.info("could not void offer %s on the caller: %s", cancel.offer_id, exc)
+        await self._hangup_leg(channel_id)
 
-    async def _hangup_agent_leg(self, agent_id: str) -> None:
-        # The ringing leg's name is only known to Asterisk; an agent has one leg at most while
-        # an offer is out, so hang up every channel of that agent's endpoint.
+    async def _hangup_leg(self, channel_id: str) -> None:
         try:
-            await self.ami.hangup(f"/^PJSIP\\/agent{agent_id}-[0-9a-f]+$/")
+            await self.ami.hangup(channel_id)  # AMI Hangup accepts a uniqueid as well as a name
         except (AmiError, TimeoutError, ConnectionError) as exc:
-            log.info("no ringing leg to hang up for agent %s: %s", agent_id, exc)
+            # Not created yet or already gone; a late answer is then stopped by the offer check.
+            log.info("agent leg %s not hung up: %s", channel_id, exc)
 
     def _arm(self, timer: StartTimer) -> None:
         old = self._timers.pop(timer.key, None)
@@ -129,3 +196,6 @@ class AcdShell:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+__all__ = ["AcdShell", "AgentLeg", "RoutingError", "leg_id"]

@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 
 FORBIDDEN_IN_VALUES = re.compile(r"[\r\n\x00]")
 HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-# Actions panoramisk must never replay after a reconnect: in practice, all of them.
-NEVER_REPLAY = ("ping", "login", "originate", "setvar", "hangup", "getvar", "status",
-                "corestatus", "coreshowchannels", "userevent", "logoff")
 
 
 class AmiValueError(ValueError):
@@ -69,6 +66,9 @@ def check_fields(action: str, fields: Mapping[str, object]) -> dict[str, str | l
                 raise AmiValueError(
                     f"AMI {action}: value of {key!r} contains CR, LF or NUL, which would inject "
                     f"AMI framing; refused before sending: {text!r}")
+            if key.lower() == "variable" and "," in text:
+                # Asterisk splits each Variable header on commas: a comma would set extra variables.
+                raise AmiValueError(f"AMI {action}: Variable {text!r} contains a comma; refused before sending")
             as_text.append(text)
         clean[key] = as_text if isinstance(value, (list, tuple)) else as_text[0]
     return clean
@@ -90,7 +90,6 @@ class AmiClient:
         loop = asyncio.get_running_loop()
         self._manager = Manager(
             loop=loop, **self._config, ping_delay=5, ping_interval=5, reconnect_timeout=1,
-            forgetable_actions=NEVER_REPLAY,
             on_login=self._logged_in_cb, on_disconnect=self._disconnected_cb,
         )
         self._manager.register_event("*", self._dispatch)
@@ -116,6 +115,9 @@ class AmiClient:
     def _disconnected_cb(self, manager: Manager, exc) -> None:
         log.warning("AMI connection lost: %s", exc)
         self._logged_in.clear()
+        # panoramisk keeps unanswered actions to resend after reconnecting; an Originate resent
+        # would ring an agent twice. Callers of action() have timed out on them already.
+        manager.awaiting_actions.clear()
 
     def close(self) -> None:
         if self._manager is not None:
@@ -179,5 +181,16 @@ class AmiClient:
     async def set_global(self, name: str, value: str) -> None:
         await self.action("Setvar", Variable=name, Value=value)
 
+    async def set_channel_var(self, channel: str, name: str, value: str) -> None:
+        if not channel:
+            raise AmiValueError(f"AMI Setvar {name}: no channel given")
+        await self.action("Setvar", Channel=channel, Variable=name, Value=value)
+
     async def hangup(self, channel: str, cause: int = 16) -> None:
+        """Hang up one channel, named by its name or its uniqueid (no regular expressions)."""
+        if channel.startswith("/"):
+            raise AmiValueError("AMI Hangup: regular expressions are not used by the engine")
         await self.action("Hangup", Channel=channel, Cause=cause)
+
+    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> None:
+        await self.action("Redirect", Channel=channel, Context=context, Exten=exten, Priority=priority)

@@ -79,6 +79,7 @@ class AsteriskInstance:
             f"CC_HOLD_SLICE = {s.hold_slice}",
             f"CC_RECORDINGS_DIR = {self.inst_in_root}/recordings",
             f"CC_FALLBACK_MAX_WAIT = {s.fallback_max_wait}",
+            f"CC_MAX_HOLD = {s.max_hold_seconds}",
             "",
         ]))
 

@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy import JSON, Column, Engine, Float, Index, Integer, MetaData, String, Table, insert, select
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class EventLog:
         self.batch_size = batch_size
         self.clock = clock
         self._pending: list[EventRecord] = []
+        self.rejected = 0  # rows the database refused on their own (logged with their content)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         metadata.create_all(engine)
@@ -81,15 +83,30 @@ class EventLog:
             batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
             try:
                 await asyncio.to_thread(self._insert, batch)
-            except Exception:
-                # keep the rows: a database hiccup must not lose call history
-                log.exception("event log write failed; will retry %d events", len(batch))
+            except (OperationalError, OSError) as exc:
+                # the database is unreachable or busy: keep every row, in order, and retry later
+                log.error("event log write failed (%s); keeping %d events for the next try", exc, len(batch))
                 self._pending[:0] = batch
                 return
+            except Exception as exc:
+                # the database answered but refused the batch: one row is bad. Store the others one
+                # by one, so a single bad row can never block the log.
+                log.warning("event batch refused (%s); storing its %d rows one by one", exc, len(batch))
+                await asyncio.to_thread(self._insert_one_by_one, batch)
 
     def _insert(self, batch: list[EventRecord]) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(events_table), [e.row() for e in batch])
+
+    def _insert_one_by_one(self, batch: list[EventRecord]) -> None:
+        for event in batch:
+            try:
+                self._insert([event])
+            except (OperationalError, OSError):
+                raise
+            except Exception as exc:
+                self.rejected += 1
+                log.error("event refused by the database and left out: %r (%s)", event, exc)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -34,9 +34,12 @@ class JsonApi(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self):
+    def __init__(self, allowed_hosts: set[str] | None = None):
         super().__init__()
         self.routes: list[Route] = []
+        # Host headers we answer to: a page from another site that rebinds its own name to
+        # 127.0.0.1 (DNS rebinding) still sends its own name, and is refused.
+        self.allowed_hosts = allowed_hosts
 
     def add(self, method: str, path: str, handler: Callable[..., object]) -> None:
         pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]+)", path) + "$")
@@ -80,6 +83,9 @@ class JsonApi(resource.Resource):
         return json.dumps(result, default=str).encode() + b"\n"
 
     def _dispatch(self, method: str, path: str, request: server.Request) -> object:
+        host = (request.getHeader("host") or "").lower()
+        if self.allowed_hosts is not None and host not in self.allowed_hosts:
+            raise ApiError(403, f"host {host!r} is not this server")
         path_matched = False
         for route in self.routes:
             match = route.pattern.match(path)
@@ -90,6 +96,11 @@ class JsonApi(resource.Resource):
                 continue
             body = {}
             if method == "POST":
+                # A cross-site form cannot send application/json without a CORS preflight, which
+                # we never grant: this keeps web pages in the agent's browser from posting here.
+                ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+                if ctype != "application/json":
+                    raise ApiError(415, "POST bodies must be sent as application/json")
                 raw = request.content.read(65536)
                 if raw.strip():
                     try:

@@ -25,7 +25,8 @@ TEST_SETTINGS = dict(
     ring_timeout=4,
     wrapup_seconds=1,
     heartbeat_interval=1,
-    heartbeat_max_age=4,
+    heartbeat_max_age=6,       # long enough for an engine restart (re-adoption test)
+    max_hold_seconds=12,
     hold_slice=1,
     agi_header_timeout=2,
 )

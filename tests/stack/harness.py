@@ -69,10 +69,12 @@ class EngineProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 3.0):
+    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 3.0,
+            headers: dict | None = None):
         s = self.settings
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://{s.web_host}:{s.web_port}{path}", data=data, method=method)
+        req = urllib.request.Request(f"http://{s.web_host}:{s.web_port}{path}", data=data, method=method,
+                                     headers={"content-type": "application/json", **(headers or {})})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
 
@@ -82,16 +84,25 @@ class EngineProcess:
     def events(self, call_id: str | None = None) -> list[dict]:
         return read_events(self.db, call_id=call_id)
 
-    def wait_for_event(self, kind: str, *, call_id: str | None = None, timeout: float = 20.0, **match) -> dict:
+    def wait_for_event(self, kind: str, *, call_id: str | None = None, timeout: float = 20.0, after: int = 0,
+                       **match) -> dict:
+        """The first event of ``kind`` (with id > ``after``) whose columns equal ``match``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for row in self.events(call_id):
-                if row["kind"] == kind and all(row.get(k) == v for k, v in match.items()):
+                if row["id"] > after and row["kind"] == kind and all(row.get(k) == v for k, v in match.items()):
                     return row
             time.sleep(0.2)
         raise AssertionError(f"no {kind!r} event {match} for call {call_id} within {timeout} s; have: "
                              f"{[(r['kind'], r['call_id'], r['agent_id']) for r in self.events(call_id)][-30:]}"
                              f"\nengine log:\n{self.log_tail()}")
 
-    def call_ids(self) -> list[str]:
-        return [r["call_id"] for r in self.events() if r["kind"] == "call_arrived"]
+    def call_id_for(self, caller_number: str, timeout: float = 20.0) -> str:
+        """The call id of the (only) call from ``caller_number``; tests give every caller its own."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for row in self.events():
+                if row["kind"] == "call_arrived" and row["data"].get("caller") == caller_number:
+                    return row["call_id"]
+            time.sleep(0.2)
+        raise AssertionError(f"no call from {caller_number} within {timeout} s\nengine log:\n{self.log_tail()}")

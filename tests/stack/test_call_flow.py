@@ -9,14 +9,6 @@ import wave
 from tests.stack.conftest import new_caller
 
 
-def call_id_for(engine, caller_number: str, timeout: float = 15.0) -> str:
-    row = engine.wait_for_event("call_arrived", timeout=timeout)  # at least one call arrived
-    for row in engine.events():
-        if row["kind"] == "call_arrived" and row["data"].get("caller") == caller_number:
-            return row["call_id"]
-    raise AssertionError(f"no call from {caller_number} in the event log: {engine.events()[-10:]}")
-
-
 def kinds(engine, call_id: str) -> list[str]:
     return [row["kind"] for row in engine.events(call_id)]
 
@@ -44,7 +36,7 @@ def test_caller_presses_2_and_talks_to_the_support_agent(engine, phones, asteris
     assert result.sent_bye and not result.received_bye_from_far_end, "the caller hangs up, not Asterisk"
     assert phone.invites_received() == 1 and phone.answered_calls() == 1, phone.log_tail()
 
-    call_id = call_id_for(engine, "13900000001")
+    call_id = engine.call_id_for("13900000001")
     engine.wait_for_event("wrapup_done", call_id=call_id, agent_id="1001")
     assert_in_order(kinds(engine, call_id), [
         "call_arrived", "ivr_menu_choice", "ivr_queue", "queued", "offered", "answered", "ended", "wrapup_done"])
@@ -76,7 +68,7 @@ def test_ring_no_answer_moves_the_call_to_the_next_agent(engine, phones, asteris
     assert silent.cancels_received() == 1, "the unanswered phone stops ringing"
     assert answering.answered_calls() == 1, answering.log_tail()
 
-    call_id = call_id_for(engine, "13900000002")
+    call_id = engine.call_id_for("13900000002")
     engine.wait_for_event("ended", call_id=call_id)
     events = engine.events(call_id)
     assert_in_order([e["kind"] for e in events], ["queued", "offered", "ring_no_answer", "offered", "answered"])
@@ -95,7 +87,7 @@ def test_no_key_retries_the_menu_then_takes_the_default(engine, phones):
     engine.login("1003", "support")
     result = asyncio.run(new_caller("", "13900000003", hold_ms=None).run(timeout=70))
     assert result.ok and result.received_bye_from_far_end, result.describe()
-    call_id = call_id_for(engine, "13900000003")
+    call_id = engine.call_id_for("13900000003")
     ivr = [e["kind"] for e in engine.events(call_id) if e["kind"].startswith("ivr_")]
     assert ivr == ["ivr_menu_timeout"] * 3 + ["ivr_menu_default", "ivr_queue"]
     assert phone.answered_calls() == 1
@@ -107,7 +99,7 @@ def test_invalid_key_retries_the_menu_then_takes_the_default(engine, phones):
     engine.login("1004", "support")
     result = asyncio.run(new_caller("9", "13900000004", hold_ms=None).run(timeout=70))
     assert result.ok and result.received_bye_from_far_end, result.describe()
-    call_id = call_id_for(engine, "13900000004")
+    call_id = engine.call_id_for("13900000004")
     ivr = [(e["kind"], e["data"].get("key")) for e in engine.events(call_id) if e["kind"].startswith("ivr_")]
     assert ivr == [("ivr_menu_invalid", "9"), ("ivr_menu_timeout", None), ("ivr_menu_timeout", None),
                    ("ivr_menu_default", None), ("ivr_queue", None)]

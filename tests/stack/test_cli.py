@@ -45,3 +45,18 @@ def test_agent_commands_report_refusals_clearly(engine):
     assert bad_queue.returncode == 1 and "409" in bad_queue.stderr and "billing" in bad_queue.stderr
     not_paused = cli(engine, "agent", "unpause", "1009")
     assert not_paused.returncode == 1 and "409" in not_paused.stderr
+
+
+def test_api_refuses_cross_site_posts_and_foreign_host_names(engine):
+    import urllib.error
+
+    import pytest
+
+    with pytest.raises(urllib.error.HTTPError) as form_post:
+        engine.api("POST", "/api/agents/1010/login", {"skills": ["support"]},
+                   headers={"content-type": "application/x-www-form-urlencoded"})
+    assert form_post.value.code == 415
+    with pytest.raises(urllib.error.HTTPError) as rebinding:
+        engine.api("GET", "/api/agents", headers={"host": "evil.example:18081"})
+    assert rebinding.value.code == 403
+    assert all(a["agent_id"] != "1010" for a in engine.api("GET", "/api/agents")), "nothing was done"

@@ -12,12 +12,51 @@ from callcenter.asterisk.ami import AmiClient, AmiValueError
 from tests.stack.conftest import new_caller
 
 
-def test_engine_down_sends_new_calls_to_the_fallback_queue(engine, phones):
+def test_engine_down_sends_new_calls_to_the_fallback_queue(engine, phones, asterisk):
     phone = phones("1005", mode="answer_then_hangup", ring_delay_ms=200, talk_ms=1500)
     engine.stop()
+    started = time.time()
     result = asyncio.run(new_caller("2", "13900000005", hold_ms=None).run(timeout=40))
     assert result.ok and result.received_bye_from_far_end, result.describe()
     assert phone.invites_received() >= 1 and phone.answered_calls() == 1, phone.log_tail()
+    recordings = [p for p in asterisk.recordings_dir.glob("*-fallback.wav") if p.stat().st_mtime >= started]
+    assert len(recordings) == 1, "fallback calls are recorded too"
+
+
+def test_restarted_engine_readopts_a_caller_already_waiting(engine, phones):
+    phone = phones("1006", mode="answer_then_hangup", ring_delay_ms=200, talk_ms=1000)
+    caller = new_caller("2", "13900000009", hold_ms=None)
+
+    async def scenario():
+        run = asyncio.create_task(caller.run(timeout=60))
+        call_id = await asyncio.to_thread(engine.call_id_for, "13900000009")
+        first = await asyncio.to_thread(engine.wait_for_event, "queued", call_id=call_id, timeout=25)
+        await asyncio.sleep(1)
+        assert await asyncio.to_thread(engine.stop) == 0
+        await asyncio.to_thread(engine.start)
+        again = await asyncio.to_thread(engine.wait_for_event, "queued", call_id=first["call_id"],
+                                        after=first["id"], timeout=10)
+        engine.login("1006", "support")
+        answered = await asyncio.to_thread(engine.wait_for_event, "answered", call_id=first["call_id"], timeout=15)
+        return await run, first, again, answered
+
+    result, first, again, answered = asyncio.run(scenario())
+    assert result.ok and result.received_bye_from_far_end, result.describe()
+    assert phone.answered_calls() == 1
+    assert answered["agent_id"] == "1006"
+    # the caller kept its place: its wait counts from when it first queued, before the restart
+    assert answered["data"]["wait"] >= answered["ts"] - first["ts"] - 1.5
+    assert not [e for e in engine.events(first["call_id"]) if e["kind"] == "fallback"]
+
+
+def test_caller_waiting_past_the_maximum_hold_goes_to_the_fallback_queue(engine, phones, settings):
+    phone = phones("1005", mode="answer_then_hangup", ring_delay_ms=200, talk_ms=1000)
+    result = asyncio.run(new_caller("2", "13900000010", hold_ms=None).run(timeout=settings.max_hold_seconds + 40))
+    assert result.ok and result.received_bye_from_far_end, result.describe()
+    assert phone.answered_calls() == 1
+    exited = engine.wait_for_event("exited", call_id=engine.call_id_for("13900000010"))
+    assert exited["data"]["reason"] == "fallback:max_hold"
+    assert exited["data"]["wait"] >= settings.max_hold_seconds
 
 
 def test_caller_already_waiting_goes_to_fallback_when_the_engine_dies(engine, phones, settings):
@@ -27,7 +66,8 @@ def test_caller_already_waiting_goes_to_fallback_when_the_engine_dies(engine, ph
 
     async def scenario():
         run = asyncio.create_task(caller.run(timeout=60))
-        await asyncio.to_thread(engine.wait_for_event, "queued", timeout=25)
+        call_id = await asyncio.to_thread(engine.call_id_for, "13900000006")
+        await asyncio.to_thread(engine.wait_for_event, "queued", call_id=call_id, timeout=25)
         engine.proc.kill()  # no clean shutdown: the engine simply vanishes
         killed_at = time.monotonic()
         await phone.wait_until(lambda p: p.invites_received() >= 1, timeout=settings.heartbeat_max_age + 10)

@@ -120,3 +120,18 @@ def test_event_log_keeps_rows_when_a_write_fails_and_retries(tmp_path):
 
     assert asyncio.run(run()) == [2]
     assert [r["kind"] for r in read_events(engine, call_id="c")] == ["a", "b", "c"]
+
+
+def test_one_bad_event_row_does_not_block_the_others(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+
+    async def run():
+        log = EventLog(engine)
+        log.record("good", call_id="c")
+        log.record("bad", call_id=["not", "a", "string"])  # the driver cannot bind it
+        log.record("good2", call_id="c")
+        await log.flush()
+        return log.rejected
+
+    assert asyncio.run(run()) == 1
+    assert [r["kind"] for r in read_events(engine, call_id="c")] == ["good", "good2"]
