@@ -226,7 +226,7 @@ def agents(ctx):
 @click.option("--call", "call_id", default=None, help="Only this call's events.")
 @click.pass_context
 def events(ctx, call_id):
-    """The event log (newest 1000), or one call's events."""
+    """The event log (its first 1000 events), or one call's events."""
     rows = _api(ctx, "GET", "/api/events" + (f"?call_id={call_id}" if call_id else ""))
     for row in rows:
         ts = time.strftime("%H:%M:%S", time.localtime(row["ts"]))

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from panoramisk import Manager
 from panoramisk.message import Message
 
+from callcenter.asterisk.names import PROTOCOL_BREAKING
+
 log = logging.getLogger(__name__)
 
-FORBIDDEN_IN_VALUES = re.compile(r"[\r\n\x00]")
 HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
@@ -62,7 +63,7 @@ def check_fields(action: str, fields: Mapping[str, object]) -> dict[str, str | l
         as_text = []
         for v in values:
             text = str(v)
-            if FORBIDDEN_IN_VALUES.search(text):
+            if PROTOCOL_BREAKING.search(text):
                 raise AmiValueError(
                     f"AMI {action}: value of {key!r} contains CR, LF or NUL, which would inject "
                     f"AMI framing; refused before sending: {text!r}")

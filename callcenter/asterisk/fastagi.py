@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 
 from panoramisk.fast_agi import Request
 
+from callcenter.asterisk.names import PROTOCOL_BREAKING, SOUND_NAME
+
 log = logging.getLogger(__name__)
 
-SOUND_NAME = re.compile(r"^[a-z0-9][a-z0-9_/-]*$")
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ROUTE = re.compile(r"^[a-z0-9_/-]+$")
 ALL_KEYS = "0123456789*#"
@@ -38,7 +39,7 @@ class AgiCommandError(RuntimeError):
 
 def quote(value: str) -> str:
     """Quote one AGI argument: res_agi splits on spaces and honours double quotes and backslashes."""
-    if re.search(r"[\r\n\x00]", value):
+    if PROTOCOL_BREAKING.search(value):
         raise ValueError(f"AGI argument contains CR, LF or NUL: {value!r}")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

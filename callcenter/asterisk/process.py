@@ -136,10 +136,7 @@ class AsteriskInstance:
                 raise AsteriskStartError(f"Asterisk exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 # The control socket answers once it exists; this returns when all modules are loaded.
-                out = subprocess.run(
-                    ["chroot", str(self.root.path), "/usr/sbin/asterisk", "-C", self.conf_in_root,
-                     "-rx", "core waitfullybooted"],
-                    capture_output=True, text=True, timeout=max(1.0, deadline - time.monotonic()))
+                out = self._remote("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
                 if out.returncode == 0 and "fully booted" in out.stdout.lower():
                     ami_login_check(self.settings)
                     log.info("Asterisk is fully booted")
@@ -158,11 +155,13 @@ class AsteriskInstance:
 
     def cli(self, command: str, timeout: float = 10.0) -> str:
         """Run one Asterisk CLI command through the instance's control socket (ops and tests only)."""
-        out = subprocess.run(
+        return self._remote(command, timeout).stdout
+
+    def _remote(self, command: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run(
             ["chroot", str(self.root.path), "/usr/sbin/asterisk", "-C", self.conf_in_root, "-rx", command],
             capture_output=True, text=True, timeout=timeout,
         )
-        return out.stdout
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is not None and self.proc.poll() is None:

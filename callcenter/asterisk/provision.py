@@ -1,7 +1,7 @@
 """Build, once, a small Debian sid root folder with Asterisk 22 in it, and reuse it afterwards.
 
 Debian 12 has no Asterisk package and installing sid packages into the host would replace libc, so
-Asterisk lives in a debootstrapped root outside the git tree (see docs/asterisk.md). The build goes
+Asterisk lives in a debootstrapped root outside the git tree (README.md, "Set-up"). The build goes
 into a temporary sibling folder and is renamed into place only when complete, so an interrupted
 install never leaves a half-built root that a later run would trust.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -28,6 +29,19 @@ ROOT_FORMAT = "1"
 MARKER = ".callcenter-root"
 # The sid mirror is a snapshot whose Release file has expired; apt refuses it without this.
 APT_OPTS = ("-o", "Acquire::Check-Valid-Until=false")
+
+
+# manager.conf's `eventfilter(name(...))` form exists from 22.1 (and 21.6, 20.11); older builds
+# would silently ignore our filters.
+MIN_VERSION = (22, 1)
+
+
+def asterisk_version(root: Path) -> tuple[int, ...]:
+    out = subprocess.run(["chroot", str(root), "/usr/sbin/asterisk", "-V"], capture_output=True, text=True)
+    match = re.search(r"Asterisk (\d+)\.(\d+)", out.stdout)
+    if match is None:
+        raise ProvisionError(f"cannot read the Asterisk version from {out.stdout!r} {out.stderr!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 class ProvisionError(RuntimeError):
@@ -97,6 +111,12 @@ def install(root_path: Path = DEFAULT_ROOT, *, force: bool = False, progress=pri
             "apt-get install asterisk",
         )
         _run(["chroot", str(staging), "apt-get", "clean"], "apt-get clean")
+        version = asterisk_version(staging)
+        if version < MIN_VERSION:
+            raise ProvisionError(
+                f"Debian sid gave Asterisk {'.'.join(map(str, version))}; callcenter needs "
+                f"{'.'.join(map(str, MIN_VERSION))} or newer (AMI event filters by name)")
+        progress(f"Asterisk {'.'.join(map(str, version))} installed")
         (staging / MARKER).write_text(ROOT_FORMAT + "\n")
         if root_path.exists():
             _unmount_proc(root_path)

@@ -21,11 +21,11 @@ from typing import Annotated, Any, Literal, Union, get_args
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from callcenter.asterisk.names import SOUND_NAME
 from callcenter.config import QUEUE_NAME
 
 # Sound names go into AGI commands (STREAM FILE / GET DATA) verbatim: no dots (so no '..' and no
 # file extensions), no spaces or quotes that would split or break the command line.
-SOUND_NAME = re.compile(r"^[a-z0-9][a-z0-9_/-]{0,127}$")
 NODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 # The flow name travels in the AGI URL (agi://host/ivr/<flow>), so it is kept URL- and log-safe.
 FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
