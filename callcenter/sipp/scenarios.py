@@ -190,13 +190,14 @@ def caller_scenario(
     ruri = "sip:[service]@[remote_ip]:[remote_port]"
     el: list[str] = []
 
+    def invite_transaction(method: str, to: str) -> str:
+        # INVITE, its CANCEL and the ACK to its 487 are one transaction: same Via branch and CSeq.
+        return (f"{method} {ruri} SIP/2.0\n"
+                f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={_INVITE_BRANCH};rport\n"
+                f"{from_hdr}\n{to}\nCall-ID: [call_id]\nCSeq: 1 {method}")
+
     el.append(_send(f"""
-INVITE {ruri} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={_INVITE_BRANCH};rport
-{from_hdr}
-{to_hdr}
-Call-ID: [call_id]
-CSeq: 1 INVITE
+{invite_transaction("INVITE", to_hdr)}
 Contact: {contact}
 Max-Forwards: 70
 User-Agent: callcenter-sipp-caller
@@ -220,15 +221,15 @@ Content-Length: [len]
         '      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="far_to"/>',
         response="200", rrs=True, rtd=True, **ring))
 
+    def in_dialog(method: str, cseq: int) -> str:
+        # requests inside the established dialog go to Asterisk's Contact along its route set
+        return (f"{method} [next_url] SIP/2.0\n"
+                "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport\n"
+                f"{from_hdr}\nTo:[$far_to]\n[routes]\nCall-ID: [call_id]\nCSeq: {cseq} {method}\n"
+                f"Contact: {contact}")
+
     el.append(_send(f"""
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-{from_hdr}
-To:[$far_to]
-[routes]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: {contact}
+{in_dialog("ACK", 1)}
 Max-Forwards: 70
 Content-Length: 0
 """))
@@ -262,14 +263,7 @@ Content-Length: 0
 
     el.append(_label("hangup"))
     el.append(_send(f"""
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-{from_hdr}
-To:[$far_to]
-[routes]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Contact: {contact}
+{in_dialog("BYE", 2)}
 Max-Forwards: 70
 Content-Length: 0
 """, retrans=500))
@@ -278,24 +272,14 @@ Content-Length: 0
     if cancel_after_ms is not None:
         el.append(_label("cancel"))
         el.append(_send(f"""
-CANCEL {ruri} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={_INVITE_BRANCH};rport
-{from_hdr}
-{to_hdr}
-Call-ID: [call_id]
-CSeq: 1 CANCEL
+{invite_transaction("CANCEL", to_hdr)}
 Max-Forwards: 70
 Content-Length: 0
 """, retrans=500))
         el.append(_recv(response="200"))
         el.append(_recv(response="487"))
         el.append(_send(f"""
-ACK {ruri} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={_INVITE_BRANCH};rport
-{from_hdr}
-[last_To:]
-Call-ID: [call_id]
-CSeq: 1 ACK
+{invite_transaction("ACK", "[last_To:]")}
 Max-Forwards: 70
 Content-Length: 0
 """))

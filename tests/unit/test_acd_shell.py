@@ -65,6 +65,17 @@ async def settle():
         await asyncio.sleep(0)
 
 
+async def ringing(*agents: str):
+    """A shell with ``agents`` logged in to support (longest idle first) and call c1 ringing the first."""
+    shell, router, ami, events, clock = make_shell()
+    for agent_id in agents:
+        shell.apply(router.login(agent_id, ["support"], clock()))
+        clock.now += 1
+    shell.caller_waiting("c1", "support", 0, "PJSIP/trunk-01", "138")
+    await settle()
+    return shell, router, ami, events, clock
+
+
 def test_ring_timeout_reported_after_the_legs_hangup_still_pauses_and_reoffers():
     async def scenario():
         shell, router, ami, events, clock = make_shell()
@@ -90,10 +101,7 @@ def test_ring_timeout_reported_after_the_legs_hangup_still_pauses_and_reoffers()
 
 def test_answered_bridged_call_ends_on_the_legs_hangup_before_originate_resolves():
     async def scenario():
-        shell, router, ami, events, clock = make_shell()
-        shell.apply(router.login("1001", ["support"], clock()))
-        shell.caller_waiting("c1", "support", 0, "PJSIP/trunk-01", "138")
-        await settle()
+        shell, router, ami, events, clock = await ringing("1001")
         shell.agent_answered("c1-o1")
         shell.leg_bridged("c1-o1")
         clock.now += 30
@@ -110,12 +118,7 @@ def test_answered_bridged_call_ends_on_the_legs_hangup_before_originate_resolves
 
 def test_agent_who_answers_and_hangs_up_before_the_bridge_does_not_take_the_call():
     async def scenario():
-        shell, router, ami, events, clock = make_shell()
-        shell.apply(router.login("1001", ["support"], clock()))
-        clock.now += 1
-        shell.apply(router.login("1002", ["support"], clock()))
-        shell.caller_waiting("c1", "support", 0, "PJSIP/trunk-01", "138")
-        await settle()
+        shell, router, ami, events, clock = await ringing("1001", "1002")
         shell.agent_answered("c1-o1")
         shell.channel_hung_up("c1-o1")
         await settle()
@@ -129,10 +132,7 @@ def test_agent_who_answers_and_hangs_up_before_the_bridge_does_not_take_the_call
 
 def test_withdrawn_offer_is_voided_on_the_caller_and_hung_up_by_uniqueid():
     async def scenario():
-        shell, router, ami, events, clock = make_shell()
-        shell.apply(router.login("1001", ["support"], clock()))
-        shell.caller_waiting("c1", "support", 0, "PJSIP/trunk-01", "138")
-        await settle()
+        shell, router, ami, events, clock = await ringing("1001")
         ami.missing_channels.add("c1-o1")       # the Hangup races the leg's creation and misses
         shell.apply(router.pause("1001", "lunch", clock()))
         await settle()
