@@ -44,6 +44,9 @@ def test_caller_presses_2_and_talks_to_the_support_agent(engine, phones, asteris
     assert choice["data"] == {"node": "welcome", "key": "2", "target": "support"}
     answered = next(r for r in engine.events(call_id) if r["kind"] == "answered")
     assert (answered["queue"], answered["agent_id"]) == ("support", "1001")
+    queued = next(r for r in engine.events(call_id) if r["kind"] == "queued")
+    # the wait is measured from when the caller entered the hold loop, to the millisecond
+    assert abs(answered["data"]["wait"] - (answered["ts"] - queued["ts"])) < 0.15
     ended = next(r for r in engine.events(call_id) if r["kind"] == "ended")
     assert ended["data"]["talk"] > 2.0
 
