@@ -12,18 +12,22 @@ import time
 from callcenter.acd.router import Router, RoutingError
 from callcenter.acd.shell import AcdShell
 from callcenter.asterisk.ami import AmiClient
-from callcenter.asterisk.process import AsteriskInstance
 from callcenter.asterisk.fastagi import AgiChannel, FastAgiServer
+from callcenter.asterisk.process import AsteriskInstance
 from callcenter.config import Settings
 from callcenter.events.log import EventLog, read_events
 from callcenter.ivr.agi_runner import run_flow
 from callcenter.ivr.flow import load_flows
 from callcenter.storage import make_engine
-from callcenter.web.api import ApiError, JsonApi
+from callcenter.web.api import ApiError, ApiRoot, JsonApi
 
 log = logging.getLogger(__name__)
 
 AGENT_VERBS = ("login", "logout", "pause", "unpause")
+
+
+class UnknownAgent(LookupError):
+    """The agent id is not one of settings.agents."""
 
 
 def _log_failure(task: asyncio.Task) -> None:
@@ -88,8 +92,11 @@ class Engine:
         self._spawn(self._announce(), "announce engine")
 
     async def _announce(self) -> None:
-        await self.ami.set_global("CC_HEARTBEAT", str(int(time.time())))
+        await self._beat()
         await self.ami.set_global("CC_ENGINE_ID", self.engine_id)
+
+    async def _beat(self) -> None:
+        await self.ami.set_global("CC_HEARTBEAT", str(int(time.time())))
 
     async def _heartbeat(self) -> None:
         """Tell the dialplan the engine is alive, and count loop ticks (a frozen loop stops both)."""
@@ -97,7 +104,7 @@ class Engine:
             self.loop_ticks += 1
             if self.ami.connected:
                 try:
-                    await self.ami.set_global("CC_HEARTBEAT", str(int(time.time())))
+                    await self._beat()
                 except Exception as exc:  # a missed beat is logged, the next one retries
                     log.warning("heartbeat not delivered: %s", exc)
             await asyncio.sleep(self.settings.heartbeat_interval)
@@ -166,7 +173,7 @@ class Engine:
     def control_agent(self, verb: str, agent_id: str, *, skills=None, reason=None) -> None:
         """login / logout / pause / unpause one agent; RoutingError if the router refuses."""
         if agent_id not in self.settings.agents:
-            raise KeyError(f"no agent {agent_id} in settings.agents")
+            raise UnknownAgent(f"no agent {agent_id} in settings.agents")
         now = time.time()
         if verb == "login":
             skills = skills or []
@@ -184,9 +191,7 @@ class Engine:
         from twisted.internet import reactor
         from twisted.web import server
 
-        api = self.build_api()
-        root = _Root(api)
-        self._web_port = reactor.listenTCP(self.settings.web_port, server.Site(root),
+        self._web_port = reactor.listenTCP(self.settings.web_port, server.Site(ApiRoot(self.build_api())),
                                            interface=self.settings.web_host)
 
     def build_api(self) -> JsonApi:
@@ -205,8 +210,8 @@ class Engine:
             def handler(agent_id, body, **_):
                 try:
                     self.control_agent(verb, agent_id, skills=body.get("skills"), reason=body.get("reason"))
-                except KeyError as exc:
-                    raise ApiError(404, str(exc.args[0])) from None
+                except UnknownAgent as exc:
+                    raise ApiError(404, str(exc)) from None
                 except RoutingError as exc:
                     raise ApiError(409, str(exc)) from None
                 return {"agent": agent_id, "done": verb}
@@ -216,13 +221,3 @@ class Engine:
             api.add("POST", "/api/agents/{agent_id}/" + verb, agent_action(verb))
         return api
 
-
-def _Root(api: JsonApi):
-    from twisted.web import resource
-
-    class Root(resource.Resource):
-        def getChild(self, name, request):
-            return api if name == b"api" else resource.NoResource()
-
-    root = Root()
-    return root

@@ -114,3 +114,14 @@ class JsonApi(resource.Resource):
         if path_matched:
             raise ApiError(405, f"{method} not allowed on {path}")
         raise ApiError(404, f"no such endpoint: {path}")
+
+
+class ApiRoot(resource.Resource):
+    """The site root: ``/api/...`` goes to the JSON API; the desktop and wallboard pages come later."""
+
+    def __init__(self, api: JsonApi):
+        super().__init__()
+        self.api = api
+
+    def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
+        return self.api if name == b"api" else resource.NoResource()
