@@ -140,12 +140,12 @@ def _banner(settings: Settings, instance) -> str:
     return "\n".join([
         "",
         "callcenter is up:",
-        f"  dial      sip:5000@127.0.0.1:5060 (from any SIP client on this machine; 1 = sales, 2 = support)",
+        "  dial      sip:5000@127.0.0.1:5060 (from any SIP client on this machine; 1 = sales, 2 = support)",
         f"  agents    agent1001..agent1010 ring at: {', '.join(list(settings.agents.values())[:2])}, ...",
         f"  web API   http://{settings.web_host}:{settings.web_port}/api/queues  (/agents, /events, /health)",
         f"  database  {settings.db_url}",
         f"  records   {instance.recordings_dir}",
-        f"  log in    callcenter agent login 1001 --skills support",
+        "  log in    callcenter agent login 1001 --skills support",
         "",
     ])
 
@@ -233,6 +233,15 @@ def events(ctx, call_id):
         click.echo(f"{ts} {row['kind']:<16} call={row['call_id'] or '-':<20} queue={row['queue'] or '-':<8} "
                    f"agent={row['agent_id'] or '-':<5} {json.dumps(row['data'])}")
 
+
+def _register_capability_commands() -> None:
+    # each capability owns its own command group
+    from callcenter.ivr.cli import flows
+
+    main.add_command(flows)
+
+
+_register_capability_commands()
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union, get_args
@@ -73,6 +74,17 @@ class _NodeBase(BaseModel):
     def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
         """(field path inside this node, node name) for every node this one can lead to."""
         return iter(())
+
+    def sounds(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        """(field path inside this node, sound name) for every prompt this node can play.
+
+        By convention every field whose name ends in ``prompts`` is a list of sound names, so a new
+        node type's prompts are covered (e.g. by the sound-file check) without another list to keep.
+        """
+        for name in type(self).model_fields:
+            if name.endswith("prompts"):
+                for index, sound in enumerate(getattr(self, name)):
+                    yield (name, str(index)), sound
 
 
 class MenuNode(_NodeBase):
@@ -144,6 +156,21 @@ class Flow:
     start: str
     nodes: Mapping[str, Node]
     source: str = "<string>"
+    # 1-based (line, column) by field path: 'nodes.<name>' is where the node's name is written,
+    # deeper paths ('nodes.welcome.prompts.2') and 'start' where their value is. Kept so checks
+    # that run on a loaded flow (the linter) can point at the line they are about.
+    positions: Mapping[str, tuple[int, int]] = dataclass_field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
+
+    def locate(self, field: str) -> tuple[int, int] | None:
+        """The position of ``field``, or of the nearest enclosing field that has one."""
+        parts = field.split(".")
+        while parts:
+            found = self.positions.get(".".join(parts))
+            if found is not None:
+                return found
+            parts.pop()
+        return None
 
 
 @dataclass(frozen=True)
@@ -196,7 +223,8 @@ def parse_flow(
     ]
     if problems:
         raise FlowError(_sorted(problems))
-    return Flow(name=name, start=doc.start, nodes=MappingProxyType(dict(doc.nodes)), source=source)
+    return Flow(name=name, start=doc.start, nodes=MappingProxyType(dict(doc.nodes)), source=source,
+                positions=MappingProxyType(_positions(root)))
 
 
 def load_flow(path: str | Path, *, known_queues: Collection[str] | None = None) -> Flow:
@@ -289,8 +317,50 @@ def _reference_problems(
             if target not in doc.nodes:
                 yield ("nodes", name, *path), f"target {target!r} is not a node in this flow"
         if isinstance(node, QueueNode) and known_queues is not None and node.queue not in known_queues:
-            known = ", ".join(sorted(known_queues)) or "none"
-            yield ("nodes", name, "queue"), f"queue {node.queue!r} is not a configured queue (known: {known})"
+            yield ("nodes", name, "queue"), unknown_queue_message(node.queue, known_queues)
+
+
+def unknown_queue_message(queue: str, known_queues: Collection[str]) -> str:
+    """Shared with the linter, so a flow check and a load say the same thing."""
+    known = ", ".join(sorted(known_queues)) or "none"
+    return f"queue {queue!r} is not a configured queue (known: {known})"
+
+
+def _positions(root: yaml.Node | None) -> dict[str, tuple[int, int]]:
+    """Positions for ``Flow.positions``: top-level values, node names, and values inside nodes."""
+    found: dict[str, tuple[int, int]] = {}
+    if not isinstance(root, yaml.MappingNode):
+        return found
+    for key, value in root.value:
+        if not isinstance(key, yaml.ScalarNode):
+            continue
+        found[key.value] = _position(value.start_mark)
+        if key.value == "nodes" and isinstance(value, yaml.MappingNode):
+            for name, node in value.value:
+                if isinstance(name, yaml.ScalarNode):
+                    found[f"nodes.{name.value}"] = _position(name.start_mark)
+                    # Node fields are at most two levels deep (options.1, prompts.2); the bound also
+                    # keeps the walk finite should an alias make the tree share or repeat parts.
+                    _walk_positions(node, f"nodes.{name.value}", 2, found)
+    return found
+
+
+def _walk_positions(node: yaml.Node, path: str, depth: int, found: dict[str, tuple[int, int]]) -> None:
+    if depth == 0:
+        return
+    if isinstance(node, yaml.MappingNode):
+        children = [(k.value, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value != "<<"]
+    elif isinstance(node, yaml.SequenceNode):
+        children = [(str(i), v) for i, v in enumerate(node.value)]
+    else:
+        return
+    for part, child in children:
+        found[f"{path}.{part}"] = _position(child.start_mark)
+        _walk_positions(child, f"{path}.{part}", depth - 1, found)
+
+
+def _position(mark: yaml.Mark) -> tuple[int, int]:
+    return mark.line + 1, mark.column + 1
 
 
 def _schema_problem(source: str, root: yaml.Node | None, err: Any) -> FlowProblem:

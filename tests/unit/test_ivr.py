@@ -6,26 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from callcenter.config import PROJECT_DIR
-from callcenter.ivr.flow import FlowError, MenuNode, QueueNode, load_flow, load_flows, parse_flow
+from callcenter.ivr.flow import FlowError, MenuNode, QueueNode, load_flow, load_flows
 from callcenter.ivr.interpreter import Collect, Finish, IvrSession, IvrStateError, Play, TrailEntry
+from tests.unit.ivr_samples import FLOW, MAIN, MENU_PROMPTS, QUEUES
 
-MAIN = PROJECT_DIR / "ivr_flows" / "main.yaml"
-QUEUES = {"sales", "support"}
-MENU_PROMPTS = ("hello", "for", "digits/1", "for", "digits/2")
-
-# A small flow whose line numbers the error tests below rely on.
-FLOW = """\
-start: welcome
-nodes:
-  welcome:
-    type: menu
-    prompts: [hello, digits/1]
-    options: {"1": sales, "2": bye}
-    default: sales
-  sales: {type: queue, queue: sales}
-  bye: {type: hangup, prompts: [vm-goodbye]}
-"""
 
 
 def write_flow(tmp_path: Path, text: str, name: str = "main") -> Path:

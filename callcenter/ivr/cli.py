@@ -1,0 +1,113 @@
+"""``callcenter flows``: check flow files, and dry-run a flow without a phone.
+
+Registered on the main command line by ``main.add_command(flows)``; settings come from the main
+group's context (``ctx.obj["settings"]``), so ``--config`` applies here as everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from callcenter.config import Settings
+from callcenter.ivr.flow import FLOW_SUFFIXES, Flow, FlowError, load_flow
+from callcenter.ivr.lint import Finding, has_errors, lint_paths
+from callcenter.ivr.simulate import parse_digits, render, simulate
+
+# What --at accepts: a local date and time, as people write it and as ISO 8601 writes it.
+AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    # Run under the main group, its settings (with --config applied); run on its own, the defaults.
+    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
+    return obj.get("settings") or Settings.load()
+
+
+@click.group("flows")
+def flows() -> None:
+    """IVR flow files: check them, and dry-run a caller through one."""
+
+
+@flows.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def check(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> None:
+    """Check flow files (default: every flow in the flows directory).
+
+    Reports what the engine would refuse to load, unreachable nodes, loops that never wait for the
+    caller, queues the settings do not define, and prompts the provisioned Asterisk cannot play.
+    Exits non-zero when there is any error (warnings alone do not fail).
+    """
+    settings = _settings(ctx)
+    findings = [_for_display(f) for f in lint_paths(
+        paths or (settings.flows_dir,), queues=settings.queues, asterisk_root=settings.asterisk_root)]
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    if fmt == "json":
+        click.echo(json.dumps({"ok": errors == 0, "errors": errors, "warnings": warnings,
+                               "findings": [f.as_dict() for f in findings]}, indent=2))
+    else:
+        for finding in findings:
+            click.echo(str(finding))
+        click.echo(f"{errors} error(s), {warnings} warning(s)", err=True)
+    if has_errors(findings):
+        ctx.exit(1)
+
+
+@flows.command("simulate")
+@click.argument("flow")
+@click.option("--digits", "digits", default="", metavar="KEYS",
+              help="Key groups the caller presses, one per menu wait, ',' between them; an empty "
+                   "group is a timeout (e.g. 9,,2). When they run out the caller stays silent.")
+@click.option("--caller", default="", help="The caller's number (caller ID).")
+@click.option("--at", "at", type=click.DateTime(AT_FORMATS), default=None,
+              help='When the call is placed, e.g. "2026-11-23 09:00" (recorded; for schedule nodes).')
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def simulate_command(ctx: click.Context, flow: str, digits: str, caller: str, at: datetime | None,
+                     fmt: str) -> None:
+    """Walk a caller through FLOW (a flow name in the flows directory, or a file) without a phone."""
+    settings = _settings(ctx)
+    try:
+        keys = parse_digits(digits)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--digits") from None
+    result = simulate(_load(flow, settings), keys, caller=caller, at=at)
+    click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else render(result))
+
+
+def _load(flow: str, settings: Settings) -> Flow:
+    path = _flow_path(flow, settings.flows_dir)
+    try:
+        # With the configured queues: the engine would refuse a flow that names another one.
+        return load_flow(path, known_queues=settings.queues)
+    except FlowError as exc:
+        raise click.ClickException(f"flow cannot be loaded:\n{exc}") from None
+
+
+def _flow_path(flow: str, flows_dir: Path) -> Path:
+    """A flow name ('main') is looked up in the flows directory; anything path-like is a path."""
+    given = Path(flow)
+    if given.suffix in FLOW_SUFFIXES or os.sep in flow or given.is_file():
+        return given
+    for suffix in FLOW_SUFFIXES:
+        candidate = flows_dir / f"{flow}{suffix}"
+        if candidate.exists():
+            return candidate
+    raise click.ClickException(f"no flow named {flow!r} in {flows_dir} (and no file {flow!r})")
+
+
+def _for_display(finding: Finding) -> Finding:
+    """File names relative to the current directory when under it, as compilers print them."""
+    try:
+        return replace(finding, file=os.path.relpath(finding.file) if Path(finding.file).resolve()
+                       .is_relative_to(Path.cwd()) else finding.file)
+    except ValueError:  # e.g. another drive on Windows
+        return finding

@@ -1,0 +1,167 @@
+"""A dry run of a flow with no phone: the same ``IvrSession`` a real call uses, answered from a list.
+
+The caller's key presses are given up front, one group per time a menu waits (``9,,2``: '9' to the
+first, nothing - a timeout - to the second, '2' to the third). Prompts are "played" at once. The
+result is the walk node by node: what would be played, which keys each menu received, the trail,
+and how the IVR ends (a queue and priority, or a hang-up) with the channel variables it sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from callcenter.ivr.flow import Flow
+from callcenter.ivr.interpreter import Collect, Finish, Instruction, IvrSession, Play, TrailEntry
+
+# What a phone can send as DTMF; anything else in --digits is a typo, not a caller's key.
+SIMULATED_KEYS = frozenset("0123456789*#ABCD")
+
+
+@dataclass(frozen=True)
+class SimStep:
+    """One instruction the session gave, and the answer the simulated caller gave to it."""
+
+    node: str  # the node that gave the instruction
+    kind: Literal["collect", "play"]
+    prompts: tuple[str, ...]
+    timeout: float | None  # collect: seconds the menu waits for a key
+    pressed: str | None  # collect: the key group from the list, "" = nothing; None: list ran out
+    received: str | None  # collect: what the menu got (a real GET DATA stops at max_digits keys)
+    trail: tuple[TrailEntry, ...]  # what the answer led to
+
+    @property
+    def assumed_silence(self) -> bool:
+        """The list of key groups ran out here, so the caller is taken to press nothing."""
+        return self.kind == "collect" and self.pressed is None
+
+
+@dataclass(frozen=True)
+class SimResult:
+    flow: str
+    source: str
+    caller: str
+    at: datetime | None  # recorded for time-dependent nodes; no node depends on it yet
+    steps: tuple[SimStep, ...]
+    finish: Finish
+    trail: tuple[TrailEntry, ...]  # the session's whole trail
+    unused_keys: tuple[str, ...]  # key groups left over when the IVR ended
+
+    @property
+    def prompts(self) -> tuple[str, ...]:
+        """Every prompt that would be played, in order."""
+        return tuple(prompt for step in self.steps for prompt in step.prompts)
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """The channel variables the dialplan would act on."""
+        return dict(self.finish.variables)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow,
+            "source": self.source,
+            "caller": self.caller,
+            "at": self.at.isoformat() if self.at is not None else None,
+            "steps": [{**asdict(step), "assumed_silence": step.assumed_silence} for step in self.steps],
+            "prompts": list(self.prompts),
+            "trail": [asdict(entry) for entry in self.trail],
+            "result": {"action": self.finish.action, "queue": self.finish.queue,
+                       "priority": self.finish.priority},
+            "variables": self.variables,
+            "unused_keys": list(self.unused_keys),
+        }
+
+
+def parse_digits(spec: str) -> tuple[str, ...]:
+    """``"9,,2"`` -> ``("9", "", "2")``: one key group per menu attempt, empty for a timeout.
+    An empty spec is no groups at all (the caller never presses anything)."""
+    if spec.strip() == "":
+        return ()
+    groups = tuple(group.strip() for group in spec.split(","))
+    for group in groups:
+        bad = sorted(set(group) - SIMULATED_KEYS)
+        if bad:
+            raise ValueError(f"key group {group!r}: {''.join(bad)!r} is not a phone key "
+                             "(keys are 0-9, *, #, A-D; groups are separated by ',')")
+    return groups
+
+
+def simulate(flow: Flow, keys: Sequence[str] = (), *, caller: str = "",
+             at: datetime | None = None) -> SimResult:
+    """Walk ``flow`` answering each wait for keys with the next group of ``keys``; once they run
+    out, with silence. Always ends: the session's step limit bounds any flow."""
+    session = IvrSession(flow, caller_number=caller)
+    remaining = list(keys)
+    steps: list[SimStep] = []
+    instruction: Instruction = session.start()
+    while not isinstance(instruction, Finish):
+        node = session.node or ""
+        logged = len(session.trail)
+        if isinstance(instruction, Collect):
+            pressed = remaining.pop(0) if remaining else None
+            # Like the FastAGI shell: the channel hands over at most max_digits keys.
+            received = (pressed or "")[: instruction.max_digits]
+            next_instruction = session.digits(received)
+            step = SimStep(node, "collect", instruction.prompts, instruction.timeout, pressed, received,
+                           tuple(session.trail[logged:]))
+        elif isinstance(instruction, Play):
+            next_instruction = session.played()
+            step = SimStep(node, "play", instruction.prompts, None, None, None, tuple(session.trail[logged:]))
+        else:  # pragma: no cover - the interpreter has no other instructions
+            raise TypeError(f"unknown IVR instruction {instruction!r}")
+        steps.append(step)
+        instruction = next_instruction
+    return SimResult(flow=flow.name, source=flow.source, caller=caller, at=at, steps=tuple(steps),
+                     finish=instruction, trail=tuple(session.trail), unused_keys=tuple(remaining))
+
+
+# -------------------------------------------------------------------------------- rendering
+
+
+def render(result: SimResult) -> str:
+    """The walk as text, one numbered step per instruction, for a person reading a terminal."""
+    at = result.at.strftime("%Y-%m-%d %H:%M") if result.at is not None else "not given"
+    lines = [f"flow {result.flow} ({result.source}); caller {result.caller or '(none)'}; at {at}"]
+    # Entries logged before the first instruction: the start node ended the IVR by itself.
+    lines += [f"      {_entry(e)}" for e in result.trail[: len(result.trail) - sum(len(s.trail) for s in result.steps)]]
+    for number, step in enumerate(result.steps, 1):
+        lines.append(f"{number:>3}. {step.node}: {_instruction(step)}")
+        if step.kind == "collect":
+            lines.append(f"      caller: {_answer(step)}")
+        lines += [f"      {_entry(e)}" for e in step.trail]
+    lines.append(f"result: {_finish(result.finish)}")
+    lines.append("variables: " + " ".join(f"{k}={v}" for k, v in result.variables.items()))
+    lines.append("prompts played: " + (", ".join(result.prompts) or "none"))
+    if result.unused_keys:
+        lines.append("unused key groups: " + ",".join(result.unused_keys) + " (the IVR ended first)")
+    return "\n".join(lines)
+
+
+def _instruction(step: SimStep) -> str:
+    prompts = ", ".join(step.prompts) or "nothing"
+    if step.kind == "play":
+        return f"play {prompts}"
+    return f"play {prompts}; wait {step.timeout:g} s for a key"
+
+
+def _answer(step: SimStep) -> str:
+    if step.pressed is None:
+        return "presses nothing (no key groups left)"
+    if step.pressed == "":
+        return "presses nothing"
+    extra = "" if step.received == step.pressed else f" (the menu reads only {step.received!r})"
+    return f"presses {step.pressed}{extra}"
+
+
+def _entry(entry: TrailEntry) -> str:
+    data = " ".join(f"{k}={v}" for k, v in entry.data.items())
+    return f"trail: {entry.node} {entry.kind}" + (f" {data}" if data else "")
+
+
+def _finish(finish: Finish) -> str:
+    if finish.action == "queue":
+        return f"queue {finish.queue} with priority {finish.priority}"
+    return "hangup"
