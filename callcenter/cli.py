@@ -237,8 +237,10 @@ def events(ctx, call_id):
 def _register_capability_commands() -> None:
     # each capability owns its own command group
     from callcenter.ivr.cli import flows
+    from callcenter.kpi.cli import staffing
 
     main.add_command(flows)
+    main.add_command(staffing)
 
 
 _register_capability_commands()
