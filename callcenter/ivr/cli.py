@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from callcenter.config import Settings
-from callcenter.ivr.flow import FLOW_SUFFIXES, Flow, FlowError, load_flow
+from callcenter.ivr.flow import FLOW_SUFFIXES, Flow, FlowError, flow_json_schema, load_flow
 from callcenter.ivr.lint import Finding, has_errors, lint_paths
 from callcenter.ivr.simulate import parse_digits, render, simulate
 
@@ -111,3 +111,9 @@ def _for_display(finding: Finding) -> Finding:
                        .is_relative_to(Path.cwd()) else finding.file)
     except ValueError:  # e.g. another drive on Windows
         return finding
+
+
+@flows.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of flow files (published as ivr_flows/flow.schema.json)."""
+    click.echo(json.dumps(flow_json_schema(), indent=2, sort_keys=True))

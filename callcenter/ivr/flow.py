@@ -147,6 +147,16 @@ class _FlowDocument(BaseModel):
     nodes: Annotated[dict[NodeName, Node], Field(min_length=1, max_length=1000)]
 
 
+def flow_json_schema() -> dict:
+    """The JSON Schema of a flow file, generated from the very model the loader validates with.
+    Published as ivr_flows/flow.schema.json so editors validate flows as they are typed."""
+    schema = _FlowDocument.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "callcenter IVR flow",
+            "description": "One IVR flow per file in ivr_flows/; the flow's name is the file name.",
+            **{k: v for k, v in schema.items() if k not in ("title", "description")}}
+
+
 @dataclass(frozen=True)
 class Flow:
     """A validated flow: every target and the start node exist. Build it with ``load_flow``,

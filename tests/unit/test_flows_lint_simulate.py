@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from callcenter.cli import main
 from callcenter.config import Settings
-from callcenter.ivr.flow import load_flow
+from callcenter.ivr.flow import flow_json_schema, load_flow
 from callcenter.ivr.lint import Finding, SoundLibrary, lint_file, lint_paths, resolve_in_root
 from callcenter.ivr.simulate import parse_digits, render, simulate
 from tests.unit.ivr_samples import FLOW, MAIN, MENU_PROMPTS as MENU, QUEUES
@@ -413,3 +413,10 @@ def test_simulate_refuses_bad_input(project: Path) -> None:
     write(project / "flows", FLOW.replace("queue: sales}", "queue: billing}"))
     unloadable = run("simulate", "main")
     assert unloadable.exit_code == 1 and "queue 'billing' is not a configured queue" in unloadable.output
+
+
+def test_published_flow_schema_is_the_one_the_loader_validates_with():
+    published = json.loads((MAIN.parent / "flow.schema.json").read_text())
+    assert published == flow_json_schema(), "regenerate: callcenter flows schema > ivr_flows/flow.schema.json"
+    assert set(published["$defs"]) >= {"MenuNode", "QueueNode", "PlayNode", "HangupNode"}
+    assert published["additionalProperties"] is False
