@@ -238,9 +238,11 @@ def _register_capability_commands() -> None:
     # each capability owns its own command group
     from callcenter.ivr.cli import flows
     from callcenter.kpi.cli import staffing
+    from callcenter.kpi.report_cli import report
 
     main.add_command(flows)
     main.add_command(staffing)
+    main.add_command(report)
 
 
 _register_capability_commands()
