@@ -4,6 +4,7 @@ collects keys, logs the trail as events and hands the outcome back to the dialpl
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from callcenter.asterisk.fastagi import AgiChannel
 from callcenter.events.log import EventLog
@@ -18,7 +19,8 @@ async def run_flow(channel: AgiChannel, flow: Flow, flow_name: str, events: Even
     events.record("call_arrived", call_id=call_id,
                   data={"caller": channel.caller_number, "channel": channel.channel, "flow": flow_name,
                         "dnid": channel.headers.get("agi_dnid", "")})
-    session = IvrSession(flow, caller_number=channel.caller_number)
+    # The real clock, read once: a schedule node decides by when the call arrived.
+    session = IvrSession(flow, caller_number=channel.caller_number, now=datetime.now(timezone.utc))
     logged = 0
 
     def log_trail() -> None:
@@ -41,7 +43,8 @@ async def run_flow(channel: AgiChannel, flow: Flow, flow_name: str, events: Even
             log_trail()
     finally:
         log_trail()
-    # Finish.variables carries CC_ACTION (and CC_QUEUE / CC_PRIORITY): the dialplan acts on them.
+    # Finish.variables carries CC_ACTION (and CC_QUEUE / CC_PRIORITY) and the flow's variables as
+    # CC_VAR_<name>: the dialplan acts on them. set_variable quotes each value as one argument.
     for name, value in instruction.variables.items():
         await channel.set_variable(name, value)
     return instruction

@@ -20,10 +20,20 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from callcenter.asterisk.names import SOUND_NAME
+from callcenter.asterisk.names import PROTOCOL_BREAKING, SOUND_NAME
 from callcenter.config import QUEUE_NAME
+from callcenter.ivr.expressions import (
+    CALLER,
+    VARIABLE_NAME,
+    ExpressionError,
+    check_pattern,
+    condition_names,
+    parse_condition,
+    template_references,
+)
+from callcenter.ivr.schedules import Schedule, hours_problems
 
 # Sound names go into AGI commands (STREAM FILE / GET DATA) verbatim: no dots (so no '..' and no
 # file extensions), no spaces or quotes that would split or break the command line.
@@ -40,6 +50,8 @@ _PATTERN_HELP = {
     NODE_NAME.pattern: "a node name: a letter, then letters, digits, '_' or '-' (at most 64)",
     DTMF_KEY.pattern: "a single key: one of 0-9, * or # (quote it in YAML, e.g. \"1\" or \"#\")",
     QUEUE_NAME.pattern: f"a queue name matching {QUEUE_NAME.pattern}",
+    VARIABLE_NAME.pattern: "a variable name: a lowercase letter, then lowercase letters, digits or '_'"
+    " (at most 32)",
 }
 _TYPE_HELP = {
     "model_type": "a mapping",
@@ -66,6 +78,15 @@ Sound = Annotated[str, Field(pattern=SOUND_NAME.pattern)]
 NodeName = Annotated[str, Field(pattern=NODE_NAME.pattern)]
 DtmfKey = Annotated[str, Field(pattern=DTMF_KEY.pattern)]
 Prompts = Annotated[tuple[Sound, ...], Field(max_length=32)]
+VariableName = Annotated[str, Field(pattern=VARIABLE_NAME.pattern)]
+# A set node's value: text (with ${var} references) or a whole number (YAML reads `priority: 5`
+# as one). Strict, so YAML's yes/no do not slip in as 1/0.
+SetValue = Union[StrictInt, Annotated[StrictStr, Field(max_length=256)]]
+# Set keys with a meaning beyond being stored: `priority` is the queue priority (see QueueNode);
+# `queue_skills` and `language` are stored like any variable, for the dialplan and the ACD.
+PRIORITY = "priority"
+SPECIAL_VARIABLES = (PRIORITY, "queue_skills", "language")
+MAX_INPUT_DIGITS = 32
 
 
 class _NodeBase(BaseModel):
@@ -107,7 +128,12 @@ class MenuNode(_NodeBase):
 
 
 class QueueNode(_NodeBase):
-    """End the IVR: the caller waits in this queue."""
+    """End the IVR: the caller waits in this queue.
+
+    The priority is the one written here; a queue node that writes none takes the ``priority`` a
+    ``set`` node stored earlier in the call (e.g. a VIP branch), and 0 when there is none. So an
+    explicit priority always wins, and one queue node can serve callers of several priorities.
+    """
 
     type: Literal["queue"]
     queue: Annotated[str, Field(pattern=QUEUE_NAME.pattern)]
@@ -132,7 +158,110 @@ class HangupNode(_NodeBase):
     prompts: Prompts = ()
 
 
-Node = Annotated[Union[MenuNode, QueueNode, PlayNode, HangupNode], Field(discriminator="type")]
+class InputNode(_NodeBase):
+    """Collect several digits (an account or order number) into ``variable``, then go to ``next``.
+
+    The answer ends at ``max_digits`` keys, at the timeout, or at '#' when ``terminator`` is '#'
+    (the '#' is not part of the digits). It must have ``min_digits`` to ``max_digits`` keys and,
+    when ``pattern`` is given, match it as a whole; otherwise the caller is asked again, up to
+    ``retries`` more times, then the call goes to ``default`` (or hangs up without one).
+    With ``terminator: none`` a '#' is an ordinary key for the pattern; note that Asterisk's GET
+    DATA, which real calls use, always ends input at '#' and drops it, so on a real call '#' can
+    only end the input early.
+    The digits are never written to the trail or the event log (only how many there were): they
+    may be card or account numbers. They do reach the dialplan as CC_VAR_<variable>.
+    """
+
+    type: Literal["input"]
+    prompts: Annotated[Prompts, Field(min_length=1)]
+    variable: VariableName
+    min_digits: Annotated[int, Field(strict=True, ge=1, le=MAX_INPUT_DIGITS)] = 1
+    max_digits: Annotated[int, Field(strict=True, ge=1, le=MAX_INPUT_DIGITS)]
+    terminator: Literal["#", "none"] = "#"
+    timeout: Annotated[float, Field(strict=True, ge=1, le=60)] = 5.0
+    pattern: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    retries: Annotated[int, Field(strict=True, ge=0, le=5)] = 2
+    invalid_prompts: Prompts = ()
+    timeout_prompts: Prompts = ()
+    next: NodeName
+    default: NodeName | None = None
+
+    def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        yield ("next",), self.next
+        if self.default is not None:
+            yield ("default",), self.default
+
+
+class SetNode(_NodeBase):
+    """Store call variables, then go to ``next`` (no prompt, no wait).
+
+    Values are text that may read ``${name}`` of a variable set or collected earlier, or
+    ``${caller}`` (an unset variable reads as ""); they are data, replaced once and never re-read
+    as templates. ``priority`` must be a whole number -10..10 (see QueueNode); ``queue_skills``
+    and ``language`` are stored like other variables.
+    At the end of the IVR every variable reaches the dialplan as the channel variable
+    ``CC_VAR_<name>`` (names match ``^[a-z][a-z0-9_]{0,31}$``, so no other channel variable can be
+    set this way), set by the FastAGI shell with SET VARIABLE and a quoted value; values are never
+    pasted into AGI or AMI command text.
+    """
+
+    type: Literal["set"]
+    variables: Annotated[dict[VariableName, SetValue], Field(min_length=1, max_length=32)]
+    next: NodeName
+
+    def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        yield ("next",), self.next
+
+
+class BranchCase(BaseModel):
+    """One case of a branch node: when condition ``if`` holds, go to ``goto``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    if_: Annotated[str, Field(alias="if", min_length=1, max_length=1000)]
+    goto: NodeName
+
+
+class BranchNode(_NodeBase):
+    """Go to the ``goto`` of the first case whose condition holds, else to ``else``.
+
+    Conditions: ``var == "text"``, ``var != "text"``, ``var in ["a", "b"]``,
+    ``var matches "regex"`` (the whole value must match), ``var starts_with "+86"``, combined with
+    ``not``, ``and``, ``or`` (in that order of binding) and parentheses. ``caller`` is the caller's
+    number; a variable not set on this call reads as "".
+    """
+
+    type: Literal["branch"]
+    cases: Annotated[tuple[BranchCase, ...], Field(min_length=1, max_length=32)]
+    else_: Annotated[NodeName, Field(alias="else")]
+
+    def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        for index, case in enumerate(self.cases):
+            yield ("cases", str(index), "goto"), case.goto
+        yield ("else",), self.else_
+
+
+class ScheduleNode(_NodeBase):
+    """Go to ``open`` or ``closed`` by the flow's named schedule at the time the call arrived; on
+    one of its holidays to ``holiday``, or to ``closed`` when there is no holiday node."""
+
+    type: Literal["schedule"]
+    schedule: NodeName
+    open: NodeName
+    closed: NodeName
+    holiday: NodeName | None = None
+
+    def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        yield ("open",), self.open
+        yield ("closed",), self.closed
+        if self.holiday is not None:
+            yield ("holiday",), self.holiday
+
+
+Node = Annotated[
+    Union[MenuNode, QueueNode, PlayNode, HangupNode, InputNode, SetNode, BranchNode, ScheduleNode],
+    Field(discriminator="type"),
+]
 NODE_TYPES: Mapping[str, type[_NodeBase]] = MappingProxyType(
     {get_args(cls.model_fields["type"].annotation)[0]: cls for cls in get_args(get_args(Node)[0])}
 )
@@ -145,6 +274,7 @@ class _FlowDocument(BaseModel):
 
     start: NodeName
     nodes: Annotated[dict[NodeName, Node], Field(min_length=1, max_length=1000)]
+    schedules: Annotated[dict[NodeName, Schedule], Field(max_length=100)] = {}
 
 
 def flow_json_schema() -> dict:
@@ -171,6 +301,7 @@ class Flow:
     # that run on a loaded flow (the linter) can point at the line they are about.
     positions: Mapping[str, tuple[int, int]] = dataclass_field(
         default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
+    schedules: Mapping[str, Schedule] = dataclass_field(default_factory=lambda: MappingProxyType({}))
 
     def locate(self, field: str) -> tuple[int, int] | None:
         """The position of ``field``, or of the nearest enclosing field that has one."""
@@ -231,10 +362,12 @@ def parse_flow(
         _problem(source, _locate(root, loc), _field(loc), msg)
         for loc, msg in _reference_problems(doc, known_queues)
     ]
+    problems += [_problem_at(source, root, loc, offset, msg) for loc, offset, msg in _language_problems(doc)]
     if problems:
         raise FlowError(_sorted(problems))
     return Flow(name=name, start=doc.start, nodes=MappingProxyType(dict(doc.nodes)), source=source,
-                positions=MappingProxyType(_positions(root)))
+                positions=MappingProxyType(_positions(root)),
+                schedules=MappingProxyType(dict(doc.schedules)))
 
 
 def load_flow(path: str | Path, *, known_queues: Collection[str] | None = None) -> Flow:
@@ -275,8 +408,23 @@ def load_flows(directory: str | Path, *, known_queues: Collection[str] | None = 
 # ------------------------------------------------------------------------------------ internals
 
 
+class _FlowLoader(yaml.SafeLoader):
+    """SafeLoader whose impossible dates (2026-13-01: YAML reads the shape as a date) are YAML
+    errors with a position, instead of a bare ValueError out of the constructor."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a valid date ({exc})", node.start_mark) from None
+
+
+_FlowLoader.add_constructor("tag:yaml.org,2002:timestamp", _FlowLoader.construct_yaml_timestamp)
+
+
 def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
-    loader = yaml.SafeLoader(text)
+    loader = _FlowLoader(text)
     try:
         root = loader.get_single_node()
         if root is not None:
@@ -328,6 +476,92 @@ def _reference_problems(
                 yield ("nodes", name, *path), f"target {target!r} is not a node in this flow"
         if isinstance(node, QueueNode) and known_queues is not None and node.queue not in known_queues:
             yield ("nodes", name, "queue"), unknown_queue_message(node.queue, known_queues)
+        if isinstance(node, ScheduleNode) and node.schedule not in doc.schedules:
+            known = ", ".join(sorted(doc.schedules)) or "none; add a top-level 'schedules:' mapping"
+            yield ("nodes", name, "schedule"), f"schedule {node.schedule!r} is not defined (known: {known})"
+
+
+# Problems inside the little languages (patterns, templates, conditions, hours): (field path,
+# offset inside the string value, message), so the column can point into the string.
+LanguageProblem = tuple[Loc, int, str]
+
+
+def _language_problems(doc: _FlowDocument) -> Iterator[LanguageProblem]:
+    for name, node in doc.nodes.items():
+        here: Loc = ("nodes", name)
+        if isinstance(node, InputNode):
+            yield from _input_problems(here, node)
+        elif isinstance(node, SetNode):
+            yield from _set_problems(here, node)
+        elif isinstance(node, BranchNode):
+            yield from _branch_problems(here, node)
+    for name, schedule in doc.schedules.items():
+        if isinstance(schedule.hours, dict):
+            for key, in_key, message in hours_problems(schedule.hours):
+                at: Loc = ("schedules", name, "hours", key)
+                yield ((*at, "[key]") if in_key else at), 0, message
+
+
+def _input_problems(here: Loc, node: InputNode) -> Iterator[LanguageProblem]:
+    if node.min_digits > node.max_digits:
+        yield (*here, "min_digits"), 0, f"min_digits {node.min_digits} is more than max_digits {node.max_digits}"
+    if node.variable in (CALLER, PRIORITY):
+        yield (*here, "variable"), 0, f"{node.variable!r} cannot hold digits (it is reserved)"
+    if node.pattern is not None:
+        try:
+            check_pattern(node.pattern, digits_only=True)
+        except ExpressionError as exc:
+            yield (*here, "pattern"), exc.offset, exc.message
+
+
+def _set_problems(here: Loc, node: SetNode) -> Iterator[LanguageProblem]:
+    for key, value in node.variables.items():
+        at: Loc = (*here, "variables", key)
+        if key == CALLER:
+            yield (*at, "[key]"), 0, "'caller' is the caller's number and cannot be set"
+        elif key == PRIORITY:
+            if not isinstance(value, int) or not -10 <= value <= 10:
+                yield at, 0, f"priority must be a whole number from -10 to 10, got {_short(value)}"
+        elif isinstance(value, str):
+            if PROTOCOL_BREAKING.search(value):
+                yield at, 0, "a value must not contain line breaks or NUL characters"
+            try:
+                for _ in template_references(value):
+                    pass
+            except ExpressionError as exc:
+                yield at, exc.offset, exc.message
+
+
+def _branch_problems(here: Loc, node: BranchNode) -> Iterator[LanguageProblem]:
+    for index, case in enumerate(node.cases):
+        try:
+            parse_condition(case.if_)
+        except ExpressionError as exc:
+            yield (*here, "cases", index, "if"), exc.offset, f"condition: {exc.message}"
+
+
+def variables_read(node: Node) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(field path, variable name) for every variable a node reads (not ``caller``), for the
+    linter's check that each is set somewhere. Only call on a loaded flow (parses are valid)."""
+    if isinstance(node, SetNode):
+        for key, value in node.variables.items():
+            if isinstance(value, str):
+                for name, _ in template_references(value):
+                    if name != CALLER:
+                        yield ("variables", key), name
+    elif isinstance(node, BranchNode):
+        for index, case in enumerate(node.cases):
+            for name in condition_names(parse_condition(case.if_)):
+                if name != CALLER:
+                    yield ("cases", str(index), "if"), name
+
+
+def variables_written(node: Node) -> Iterator[str]:
+    """The variables a node stores."""
+    if isinstance(node, SetNode):
+        yield from node.variables
+    elif isinstance(node, InputNode):
+        yield node.variable
 
 
 def unknown_queue_message(queue: str, known_queues: Collection[str]) -> str:
@@ -345,13 +579,13 @@ def _positions(root: yaml.Node | None) -> dict[str, tuple[int, int]]:
         if not isinstance(key, yaml.ScalarNode):
             continue
         found[key.value] = _position(value.start_mark)
-        if key.value == "nodes" and isinstance(value, yaml.MappingNode):
+        if key.value in ("nodes", "schedules") and isinstance(value, yaml.MappingNode):
             for name, node in value.value:
                 if isinstance(name, yaml.ScalarNode):
-                    found[f"nodes.{name.value}"] = _position(name.start_mark)
-                    # Node fields are at most two levels deep (options.1, prompts.2); the bound also
+                    found[f"{key.value}.{name.value}"] = _position(name.start_mark)
+                    # Fields are at most three levels deep (cases.0.if, hours.mon); the bound also
                     # keeps the walk finite should an alias make the tree share or repeat parts.
-                    _walk_positions(node, f"nodes.{name.value}", 2, found)
+                    _walk_positions(node, f"{key.value}.{name.value}", 3, found)
     return found
 
 
@@ -384,8 +618,11 @@ def _schema_problem(source: str, root: yaml.Node | None, err: Any) -> FlowProble
     kind, message = err["type"], err["msg"]
     at_key = kind == "extra_forbidden" or loc[-1:] == ("[key]",)
     if kind == "extra_forbidden":
-        model = NODE_TYPES[tag] if tag else _FlowDocument
-        message = f"unknown key {str(loc[-1])!r}; expected one of: {', '.join(model.model_fields)}"
+        model = _model_at(loc, tag)
+        keys = ", ".join(f.alias or name for name, f in model.model_fields.items())
+        message = f"unknown key {str(loc[-1])!r}; expected one of: {keys}"
+    elif kind == "value_error":
+        message = str(err["ctx"]["error"])
     elif kind == "missing":
         message = "required field is missing"
     elif kind == "union_tag_not_found":
@@ -399,6 +636,59 @@ def _schema_problem(source: str, root: yaml.Node | None, err: Any) -> FlowProble
     elif kind in _TYPE_HELP:
         message = f"expected {_TYPE_HELP[kind]}, got {_short(err['input'])}"
     return _problem(source, _locate(root, loc, at_key=at_key), _field(loc), message)
+
+
+def _model_at(loc: Loc, tag: str | None) -> type[BaseModel]:
+    """The model whose mapping holds the last part of ``loc`` (for the list of keys it allows)."""
+    if loc[:1] == ("schedules",) and len(loc) == 3:
+        return Schedule
+    if tag == "branch" and "cases" in loc[:-1]:
+        return BranchCase
+    return NODE_TYPES[tag] if tag else _FlowDocument
+
+
+def _problem_at(source: str, root: yaml.Node | None, loc: Loc, offset: int, message: str) -> FlowProblem:
+    """A problem ``offset`` characters into the string at ``loc`` (past the opening quote if the
+    string is quoted). Multi-line and block strings point at their start instead."""
+    node = _locate_node(root, loc)
+    if node is None:
+        return _problem(source, None, _field(loc), message)
+    mark = node.start_mark
+    column = mark.column + 1
+    if isinstance(node, yaml.ScalarNode) and node.start_mark.line == node.end_mark.line:
+        if node.style in ("'", '"'):
+            column += 1 + offset
+        elif node.style is None:
+            column += offset
+    return FlowProblem(source, mark.line + 1, column, _field(loc), message)
+
+
+def _locate_node(root: yaml.Node | None, loc: Loc) -> yaml.Node | None:
+    if root is None:
+        return None
+    if loc[-1:] == ("[key]",):
+        mark = _locate(root, loc)
+        return yaml.ScalarNode("tag:yaml.org,2002:str", "", mark, mark) if mark is not None else None
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+            if match is None:
+                break
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and (index := _index(part)) is not None \
+                and index < len(node.value):
+            node = node.value[index]
+        else:
+            break
+    return node
+
+
+def _index(part: str | int) -> int | None:
+    """A list index in a field path: pydantic gives ints, ``targets()`` paths give digit strings."""
+    if isinstance(part, int):
+        return part if part >= 0 else None
+    return int(part) if part.isdigit() else None
 
 
 def _locate(root: yaml.Node | None, loc: Loc, *, at_key: bool = False) -> yaml.Mark | None:
@@ -416,8 +706,9 @@ def _locate(root: yaml.Node | None, loc: Loc, *, at_key: bool = False) -> yaml.M
             if match is None:
                 break
             key_node, node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-            key_node, node = None, node.value[part]
+        elif isinstance(node, yaml.SequenceNode) and (index := _index(part)) is not None \
+                and index < len(node.value):
+            key_node, node = None, node.value[index]
         else:
             break
     else:

@@ -21,11 +21,14 @@ from callcenter.ivr.flow import (
     Flow,
     FlowError,
     FlowProblem,
+    InputNode,
     MenuNode,
     Node,
     QueueNode,
     load_flow,
     unknown_queue_message,
+    variables_read,
+    variables_written,
 )
 
 Severity = Literal["error", "warning"]
@@ -101,6 +104,7 @@ def lint_flow(flow: Flow, *, queues: Collection[str] | None, sounds: SoundLibrar
     findings = [
         *_unreachable(flow),
         *_loops_without_input(flow),
+        *_unset_variables(flow),
         *(_unknown_queues(flow, queues) if queues is not None else ()),
         *(_missing_sounds(flow, sounds) if sounds is not None else ()),
     ]
@@ -151,9 +155,22 @@ def _reachable(flow: Flow) -> set[str]:
 
 
 def waits_for_input(node: Node) -> bool:
-    """Whether the call stops at this node until the caller acts (or a timeout passes). Only a menu
-    does; a play node ignores keys and moves on, so a loop of those spins without the caller."""
-    return isinstance(node, MenuNode)
+    """Whether the call stops at this node until the caller acts (or a timeout passes). Only menus
+    and input nodes do; a play node ignores keys and moves on, and set, branch and schedule nodes
+    take no time at all, so a loop of those spins without the caller."""
+    return isinstance(node, MenuNode | InputNode)
+
+
+def _unset_variables(flow: Flow) -> Iterator[Finding]:
+    """Variables read (in ${...} or a condition) that no node in the flow ever sets: at run time
+    they read as "", which is almost always a typo in the name."""
+    written = {name for node in flow.nodes.values() for name in variables_written(node)}
+    for name, node in flow.nodes.items():
+        for path, variable in variables_read(node):
+            if variable not in written:
+                yield _at(flow, "warning", ".".join(("nodes", name, *path)),
+                          f"variable {variable!r} is never set in this flow (no set or input node "
+                          "stores it), so it always reads as \"\"")
 
 
 def _loops_without_input(flow: Flow) -> Iterator[Finding]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from callcenter.ivr.flow import Flow
@@ -28,6 +28,7 @@ class SimStep:
     kind: Literal["collect", "play"]
     prompts: tuple[str, ...]
     timeout: float | None  # collect: seconds the menu waits for a key
+    max_digits: int | None  # collect: how many keys it reads at most (1 for a menu)
     pressed: str | None  # collect: the key group from the list, "" = nothing; None: list ran out
     received: str | None  # collect: what the menu got (a real GET DATA stops at max_digits keys)
     trail: tuple[TrailEntry, ...]  # what the answer led to
@@ -43,7 +44,7 @@ class SimResult:
     flow: str
     source: str
     caller: str
-    at: datetime | None  # recorded for time-dependent nodes; no node depends on it yet
+    at: datetime | None  # when the call is placed, as given (schedule nodes); None: the real clock
     steps: tuple[SimStep, ...]
     finish: Finish
     trail: tuple[TrailEntry, ...]  # the session's whole trail
@@ -92,8 +93,11 @@ def parse_digits(spec: str) -> tuple[str, ...]:
 def simulate(flow: Flow, keys: Sequence[str] = (), *, caller: str = "",
              at: datetime | None = None) -> SimResult:
     """Walk ``flow`` answering each wait for keys with the next group of ``keys``; once they run
-    out, with silence. Always ends: the session's step limit bounds any flow."""
-    session = IvrSession(flow, caller_number=caller)
+    out, with silence. Always ends: the session's step limit bounds any flow.
+
+    ``at`` is when the call is placed; a naive time is the wall clock in each schedule's zone
+    ("09:00" means 09:00 where the schedule is). Without it, schedule nodes use the real clock."""
+    session = IvrSession(flow, caller_number=caller, now=at if at is not None else datetime.now(timezone.utc))
     remaining = list(keys)
     steps: list[SimStep] = []
     instruction: Instruction = session.start()
@@ -105,11 +109,12 @@ def simulate(flow: Flow, keys: Sequence[str] = (), *, caller: str = "",
             # Like the FastAGI shell: the channel hands over at most max_digits keys.
             received = (pressed or "")[: instruction.max_digits]
             next_instruction = session.digits(received)
-            step = SimStep(node, "collect", instruction.prompts, instruction.timeout, pressed, received,
-                           tuple(session.trail[logged:]))
+            step = SimStep(node, "collect", instruction.prompts, instruction.timeout, instruction.max_digits,
+                           pressed, received, tuple(session.trail[logged:]))
         elif isinstance(instruction, Play):
             next_instruction = session.played()
-            step = SimStep(node, "play", instruction.prompts, None, None, None, tuple(session.trail[logged:]))
+            step = SimStep(node, "play", instruction.prompts, None, None, None, None,
+                           tuple(session.trail[logged:]))
         else:  # pragma: no cover - the interpreter has no other instructions
             raise TypeError(f"unknown IVR instruction {instruction!r}")
         steps.append(step)
@@ -144,6 +149,8 @@ def _instruction(step: SimStep) -> str:
     prompts = ", ".join(step.prompts) or "nothing"
     if step.kind == "play":
         return f"play {prompts}"
+    if step.max_digits and step.max_digits > 1:
+        return f"play {prompts}; wait {step.timeout:g} s for up to {step.max_digits} keys"
     return f"play {prompts}; wait {step.timeout:g} s for a key"
 
 
@@ -152,7 +159,7 @@ def _answer(step: SimStep) -> str:
         return "presses nothing (no key groups left)"
     if step.pressed == "":
         return "presses nothing"
-    extra = "" if step.received == step.pressed else f" (the menu reads only {step.received!r})"
+    extra = "" if step.received == step.pressed else f" (only {step.received!r} is read)"
     return f"presses {step.pressed}{extra}"
 
 
