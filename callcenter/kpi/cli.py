@@ -270,6 +270,19 @@ def staffing() -> None:
     """Staffing maths: agents for a service level (Erlang C / A), trunks for a blocking (Erlang B)."""
 
 
+def _size_agents(calls, interval, traffic, aht, fmt, sl, asa, max_occupancy, max_abandon, shrinkage, agents,
+                 *, patience: float | None, target_flags: str) -> None:
+    """The body of erlang-c and erlang-a: the same sizing, with or without caller patience."""
+
+    def run() -> None:
+        load = _traffic(calls, interval, traffic, aht)
+        targets, sl_seconds = _make_targets(sl, asa, max_occupancy, max_abandon, shrinkage, agents, target_flags)
+        _agents_command(fmt=fmt, traffic=load, aht=aht, targets=targets, sl_seconds=sl_seconds,
+                        agents=agents, patience=patience)
+
+    _model_errors(run)
+
+
 @staffing.command("erlang-c")
 @_load_options(aht_required=True)
 @_target_options
@@ -277,15 +290,8 @@ def erlang_c_command(calls: float | None, interval: float | None, traffic: float
                      fmt: str, sl: tuple[float, float] | None, asa: float | None,
                      max_occupancy: float | None, shrinkage: float, agents: int | None) -> None:
     """Agents needed with infinitely patient callers (M/M/N)."""
-
-    def run() -> None:
-        load = _traffic(calls, interval, traffic, aht)
-        targets, sl_seconds = _make_targets(sl, asa, max_occupancy, None, shrinkage, agents,
-                                               "--sl, --asa, --max-occupancy")
-        _agents_command(fmt=fmt, traffic=load, aht=aht, targets=targets, sl_seconds=sl_seconds,
-                        agents=agents, patience=None)
-
-    _model_errors(run)
+    _size_agents(calls, interval, traffic, aht, fmt, sl, asa, max_occupancy, None, shrinkage, agents,
+                 patience=None, target_flags="--sl, --asa, --max-occupancy")
 
 
 @staffing.command("erlang-a")
@@ -299,15 +305,8 @@ def erlang_a_command(calls: float | None, interval: float | None, traffic: float
                      max_occupancy: float | None, shrinkage: float, agents: int | None,
                      patience: float, max_abandon: float | None) -> None:
     """Agents needed when callers abandon (M/M/N+M, Palm/Erlang A)."""
-
-    def run() -> None:
-        load = _traffic(calls, interval, traffic, aht)
-        targets, sl_seconds = _make_targets(sl, asa, max_occupancy, max_abandon, shrinkage, agents,
-                                               "--sl, --asa, --max-occupancy, --max-abandon")
-        _agents_command(fmt=fmt, traffic=load, aht=aht, targets=targets, sl_seconds=sl_seconds,
-                        agents=agents, patience=patience)
-
-    _model_errors(run)
+    _size_agents(calls, interval, traffic, aht, fmt, sl, asa, max_occupancy, max_abandon, shrinkage, agents,
+                 patience=patience, target_flags="--sl, --asa, --max-occupancy, --max-abandon")
 
 
 # ---------------------------------------------------------------------------- erlang-b
