@@ -18,6 +18,7 @@ from callcenter.config import Settings
 from callcenter.events.log import EventLog, read_events
 from callcenter.ivr.agi_runner import run_flow
 from callcenter.ivr.flow import load_flows
+from callcenter.runtime import BackgroundTasks
 from callcenter.storage import make_engine
 from callcenter.web.api import ApiError, ApiRoot, JsonApi
 
@@ -28,11 +29,6 @@ AGENT_VERBS = ("login", "logout", "pause", "unpause")
 
 class UnknownAgent(LookupError):
     """The agent id is not one of settings.agents."""
-
-
-def _log_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("%s failed: %s", task.get_name(), task.exception())
 
 
 class Engine:
@@ -56,6 +52,7 @@ class Engine:
                                  max_header_bytes=settings.agi_header_max_bytes)
         self.agi.route("ivr", self._ivr)
         self.recordings_dir = AsteriskInstance(settings).recordings_dir
+        self._tasks = BackgroundTasks()
         self._heartbeat_task: asyncio.Task | None = None
         self._web_port = None
 
@@ -81,6 +78,7 @@ class Engine:
                 await stopped.asFuture(asyncio.get_running_loop())
         await self.agi.close()
         await self.acd.close()
+        await self._tasks.close()
         self.ami.close()
         self.events.record("engine_stopped")
         await self.events.close()
@@ -89,7 +87,7 @@ class Engine:
     def _on_ami_login(self) -> None:
         # first beat and our id at once, on every (re)login: callers waiting in the hold loop
         # re-announce themselves to an engine they have not seen
-        self._spawn(self._announce(), "announce engine")
+        self._tasks.spawn(self._announce(), "announce engine")
 
     async def _announce(self) -> None:
         await self._beat()
@@ -146,11 +144,7 @@ class Engine:
             # never leave a caller in a queue nobody serves: send them to the fallback route
             log.error("call %s could not be queued (%s); sending it to the fallback route", call_id, exc)
             self.events.record("queue_refused", call_id=call_id, data={"error": str(exc)[:200]})
-            self._spawn(self.ami.redirect(channel, "cc-fallback", "s"), f"redirect {call_id}")
-
-    def _spawn(self, coro, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        task.add_done_callback(_log_failure)
+            self._tasks.spawn(self.ami.redirect(channel, "cc-fallback", "s"), f"redirect {call_id}")
 
     # ------------------------------------------------------------------ FastAGI -> IVR
     async def _ivr(self, channel: AgiChannel) -> None:

@@ -19,9 +19,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from callcenter.acd.router import CancelOffer, Event, Offer, Router, RoutingError, StartTimer
+from callcenter.acd.router import CancelOffer, Event, Offer, Router, StartTimer
 from callcenter.asterisk.ami import AmiClient, AmiError
 from callcenter.events.log import EventLog
+from callcenter.runtime import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class AcdShell:
         self.events = events
         self.clock = clock
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks()
         self.legs: dict[str, AgentLeg] = {}  # agent leg uniqueid -> its offer, until the leg hangs up
 
     # ------------------------------------------------------------------ inputs
@@ -62,9 +63,9 @@ class AcdShell:
                                    agent_id=effect.agent_id, data=effect.data)
             elif isinstance(effect, Offer):
                 self.legs[leg_id(effect.offer_id)] = AgentLeg(effect.offer_id, effect.call_id, effect.agent_id)
-                self._spawn(self._ring(effect), f"offer {effect.offer_id}")
+                self._tasks.spawn(self._ring(effect), f"offer {effect.offer_id}")
             elif isinstance(effect, CancelOffer):
-                self._spawn(self._withdraw(effect), f"cancel {effect.offer_id}")
+                self._tasks.spawn(self._withdraw(effect), f"cancel {effect.offer_id}")
             elif isinstance(effect, StartTimer):
                 self._arm(effect)
             else:  # a new effect type the shell does not know yet is a programming error, loudly
@@ -123,11 +124,6 @@ class AcdShell:
             self.apply(self.router.offer_failed(leg.offer_id, "ring-no-answer", now))
 
     # ------------------------------------------------------------------ effects
-    def _spawn(self, coro, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _ring(self, offer: Offer) -> None:
         call = self.router.call(offer.call_id)
         channel_id = leg_id(offer.offer_id)
@@ -193,9 +189,5 @@ class AcdShell:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
-
-__all__ = ["AcdShell", "AgentLeg", "RoutingError", "leg_id"]
