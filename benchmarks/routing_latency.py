@@ -29,7 +29,7 @@ from callcenter.asterisk.process import AsteriskInstance
 from callcenter.asterisk.provision import asterisk_version
 from callcenter.config import Settings
 from callcenter.runtime import run_on_shared_loop
-from callcenter.sipp import SippCaller, SippPhone, caller_scenario
+from callcenter.sipp import SippPhone, agent_phone, caller_in_slot, caller_scenario
 
 PEER_DID = "5999"
 PEER_DIALPLAN = f"""
@@ -77,15 +77,15 @@ def gaps_ms(phone: SippPhone) -> list[float]:
     return gaps
 
 
-async def measure(label: str, did: str, keys: str, callers: int, talk_ms: int, workdir: Path) -> list[float]:
-    phone = SippPhone("agent1001", sip_port=5101, media_port=7110, mode="answer_then_hangup",
-                      ring_delay_ms=100, talk_ms=talk_ms, workdir=workdir / f"phone-{label}")
+async def measure(settings: Settings, label: str, did: str, keys: str, callers: int, talk_ms: int,
+                  workdir: Path) -> list[float]:
+    phone = agent_phone("1001", settings.agents["1001"], mode="answer_then_hangup",
+                        ring_delay_ms=100, talk_ms=talk_ms, workdir=workdir / f"phone-{label}")
     await asyncio.to_thread(phone.start)
     try:
         scenario = dict(hold_ms=None, answer_wait_ms=300, max_wait_for_bye_ms=(talk_ms + 3000) * (callers + 2))
-        runs = [SippCaller(caller_scenario(keys, caller_number=f"1390{i:07d}", **scenario), service=did,
-                           local_port=6000 + i, media_port=8000 + 10 * i, name=f"{label}-caller{i}").run(
-                               timeout=(talk_ms / 1000 + 5) * (callers + 2))
+        runs = [caller_in_slot(i, caller_scenario(keys, caller_number=f"1390{i:07d}", **scenario), service=did,
+                               name=f"{label}-caller{i}").run(timeout=(talk_ms / 1000 + 5) * (callers + 2))
                 for i in range(callers)]
         results = await asyncio.gather(*runs)
         failed = [r for r in results if not r.ok]
@@ -127,14 +127,14 @@ def main() -> int:
         results: dict[str, list[float]] = {"app_queue": [], "callcenter": []}
         for k, talk_ms in enumerate(talk_times, 1):
             print(f"round {k}/{len(talk_times)}: talk {talk_ms} ms, app_queue ...", flush=True)
-            results["app_queue"] += await measure(f"appqueue{k}", PEER_DID, "", args.callers, talk_ms, workdir)
+            results["app_queue"] += await measure(settings, f"appqueue{k}", PEER_DID, "", args.callers, talk_ms, workdir)
         engine = Engine(settings)
         await engine.start()
         try:
             engine.control_agent("login", "1001", skills=["support"])
             for k, talk_ms in enumerate(talk_times, 1):
                 print(f"round {k}/{len(talk_times)}: talk {talk_ms} ms, callcenter ...", flush=True)
-                results["callcenter"] += await measure(f"callcenter{k}", "5000", "2", args.callers, talk_ms, workdir)
+                results["callcenter"] += await measure(settings, f"callcenter{k}", "5000", "2", args.callers, talk_ms, workdir)
         finally:
             await engine.stop()
         return results

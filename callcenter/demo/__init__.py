@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from callcenter.config import Settings
 from callcenter.events.log import read_events
-from callcenter.sipp import SippCaller, SippPhone, caller_scenario
+from callcenter.sipp import agent_phone, caller_in_slot, caller_scenario
 
 # (agent, phone behaviour, skills). 1003 logs in first, so it is the longest idle support agent and
 # is offered the first support call — which it never answers, to show ring-no-answer at work.
@@ -27,9 +27,7 @@ async def run_demo(settings: Settings, engine, echo: Callable[[str], None] = pri
     phones = []
     try:
         for agent_id, mode, skills in DEMO_AGENTS:
-            port = int(settings.agents[agent_id].rsplit(":", 1)[1])
-            phone = SippPhone(f"agent{agent_id}", sip_port=port, media_port=7100 + 10 * (int(agent_id) - 1000),
-                              mode=mode, ring_delay_ms=800, talk_ms=4000)
+            phone = agent_phone(agent_id, settings.agents[agent_id], mode=mode, ring_delay_ms=800, talk_ms=4000)
             await asyncio.to_thread(phone.start)
             phones.append(phone)
             engine.control_agent("login", agent_id, skills=skills)
@@ -39,8 +37,8 @@ async def run_demo(settings: Settings, engine, echo: Callable[[str], None] = pri
         echo(f"placing 3 calls to 5000 (an unanswered phone rings for {settings.ring_timeout:.0f} s) ...")
         started = time.time()
         # callers stay on until the agent hangs up (after talking 4 s)
-        callers = [SippCaller(caller_scenario(keys, caller_number=number, hold_ms=None),
-                              local_port=6000 + i, media_port=8000 + 10 * i, name=f"demo-caller-{i}")
+        callers = [caller_in_slot(i, caller_scenario(keys, caller_number=number, hold_ms=None),
+                                  name=f"demo-caller-{i}")
                    for i, (number, keys, _) in enumerate(DEMO_CALLERS)]
         results = await asyncio.gather(*(c.run(timeout=90) for c in callers))
         await asyncio.sleep(settings.wrapup_seconds + 0.5)

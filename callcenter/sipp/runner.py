@@ -687,3 +687,21 @@ class SippPhone:
         """Wait until at least ``n`` calls were offered to this phone; return the count."""
         await self.wait_until(lambda p: p.invites_received() >= n, timeout, f"{n} INVITE(s)")
         return self.invites_received()
+
+
+# The port layout the tests, the demo and the benchmark share. sipp binds media_port and
+# media_port + 2, so media ports are 10 apart. An agent phone listens at the port of its contact
+# in the settings, with media at 7100 + 10 * (id - 1000); the caller in slot k uses SIP port
+# 6000 + k and media 8000 + 10 * k.
+def agent_phone(agent_id: str, contact: str, **kwargs) -> SippPhone:
+    """The SIPp phone for ``agent_id``, listening where Asterisk rings it (``contact``)."""
+    host_port = contact.rsplit("@", 1)[-1]
+    if ":" not in host_port:
+        raise ValueError(f"agent {agent_id}: contact {contact!r} has no port for a SIPp phone to listen on")
+    return SippPhone(f"agent{agent_id}", sip_port=int(host_port.rsplit(":", 1)[1]),
+                     media_port=7100 + 10 * (int(agent_id) - 1000), **kwargs)
+
+
+def caller_in_slot(slot: int, scenario: str, **kwargs) -> SippCaller:
+    """A SIPp caller on the ports of ``slot`` (callers placed at the same time need distinct slots)."""
+    return SippCaller(scenario, local_port=6000 + slot, media_port=8000 + 10 * slot, **kwargs)

@@ -15,7 +15,7 @@ import pytest
 from callcenter.asterisk.process import AsteriskInstance
 from callcenter.asterisk.provision import AsteriskRoot
 from callcenter.config import Settings
-from callcenter.sipp import SippCaller, SippPhone, caller_scenario
+from callcenter.sipp import SippCaller, SippPhone, agent_phone, caller_in_slot, caller_scenario
 from tests.stack.harness import EngineProcess, write_settings
 
 # Shorter than production so the suite stays quick; the logic is the same.
@@ -30,7 +30,7 @@ TEST_SETTINGS = dict(
     hold_slice=1,
     agi_header_timeout=2,
 )
-_caller_ports = itertools.count(0)
+_caller_slots = itertools.count(0)
 
 
 @pytest.fixture(scope="session")
@@ -80,14 +80,13 @@ def _wait_no_channels(asterisk: AsteriskInstance, timeout: float = 15.0) -> None
 
 
 @pytest.fixture
-def phones(stack_dir):
+def phones(stack_dir, settings):
     """phones(agent_id, mode=..., ...) starts a SIPp phone at that agent's contact port."""
     started: list[SippPhone] = []
 
     def start(agent_id: str, mode: str = "answer", **kwargs) -> SippPhone:
-        n = int(agent_id) - 1000
-        phone = SippPhone(f"agent{agent_id}", sip_port=5100 + n, media_port=7100 + 10 * n, mode=mode,
-                          workdir=stack_dir / f"phone-{agent_id}-{len(started)}-{time.monotonic_ns()}", **kwargs)
+        phone = agent_phone(agent_id, settings.agents[agent_id], mode=mode,
+                            workdir=stack_dir / f"phone-{agent_id}-{len(started)}-{time.monotonic_ns()}", **kwargs)
         phone.start()
         started.append(phone)
         return phone
@@ -99,6 +98,5 @@ def phones(stack_dir):
 
 def new_caller(keys: str, caller_number: str, **scenario) -> SippCaller:
     """A SIPp caller dialling 5000 on the project's Asterisk, on its own ports."""
-    n = next(_caller_ports) % 200
-    return SippCaller(caller_scenario(keys, caller_number=caller_number, **scenario),
-                      local_port=6000 + n, media_port=8000 + 10 * n, name=f"caller{caller_number}")
+    return caller_in_slot(next(_caller_slots) % 200, caller_scenario(keys, caller_number=caller_number, **scenario),
+                          name=f"caller{caller_number}")
