@@ -99,13 +99,6 @@ class Settings(BaseModel):
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'callcenter.db').resolve()}"
 
-    @property
-    def ami_url(self) -> str:
-        return f"{self.ami_host}:{self.ami_port}"
-
-    def with_overrides(self, **changes) -> "Settings":
-        return Settings.model_validate({**self.model_dump(), **changes})
-
     @classmethod
     def load(cls, path: Path | None = None, **overrides) -> "Settings":
         data: dict = {}

@@ -188,7 +188,8 @@ def ami_login_check(settings: Settings, timeout: float = 3.0) -> None:
         sock.sendall(
             f"Action: Login\r\nUsername: {settings.ami_user}\r\nSecret: {settings.ami_secret}\r\n\r\n".encode())
         data = b""
-        while b"\r\n\r\n" not in data.split(b"\r\n", 1)[-1]:
+        # After the one-line banner comes the Login response: a block ending in a blank line.
+        while b"\r\n\r\n" not in data.partition(b"Response:")[2]:
             chunk = sock.recv(4096)
             if not chunk:
                 break

@@ -82,10 +82,9 @@ VariableName = Annotated[str, Field(pattern=VARIABLE_NAME.pattern)]
 # A set node's value: text (with ${var} references) or a whole number (YAML reads `priority: 5`
 # as one). Strict, so YAML's yes/no do not slip in as 1/0.
 SetValue = Union[StrictInt, Annotated[StrictStr, Field(max_length=256)]]
-# Set keys with a meaning beyond being stored: `priority` is the queue priority (see QueueNode);
-# `queue_skills` and `language` are stored like any variable, for the dialplan and the ACD.
+# The one set key with a meaning beyond being stored: the queue priority (see QueueNode). Others,
+# such as `queue_skills` and `language`, are stored like any variable, for the dialplan and the ACD.
 PRIORITY = "priority"
-SPECIAL_VARIABLES = (PRIORITY, "queue_skills", "language")
 MAX_INPUT_DIGITS = 32
 
 
