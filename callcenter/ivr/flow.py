@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from callcenter.asterisk.names import PROTOCOL_BREAKING, SOUND_NAME
+from callcenter.yaml_source import YamlSourceError, compose_yaml, list_index, locate_mark
 from callcenter.config import QUEUE_NAME
 from callcenter.ivr.expressions import (
     CALLER,
@@ -358,7 +359,7 @@ def parse_flow(
         errors = [e for e in errors if not any(_inside(other, tuple(e["loc"])) for other in locs)]
         raise FlowError(_sorted(_schema_problem(source, root, err) for err in errors)) from None
     problems = [
-        _problem(source, _locate(root, loc), _field(loc), msg)
+        _problem(source, locate_mark(root, loc), _field(loc), msg)
         for loc, msg in _reference_problems(doc, known_queues)
     ]
     problems += [_problem_at(source, root, loc, offset, msg) for loc, offset, msg in _language_problems(doc)]
@@ -407,61 +408,11 @@ def load_flows(directory: str | Path, *, known_queues: Collection[str] | None = 
 # ------------------------------------------------------------------------------------ internals
 
 
-class _FlowLoader(yaml.SafeLoader):
-    """SafeLoader whose impossible dates (2026-13-01: YAML reads the shape as a date) are YAML
-    errors with a position, instead of a bare ValueError out of the constructor."""
-
-    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
-        try:
-            return super().construct_yaml_timestamp(node)
-        except ValueError as exc:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"{node.value!r} is not a valid date ({exc})", node.start_mark) from None
-
-
-_FlowLoader.add_constructor("tag:yaml.org,2002:timestamp", _FlowLoader.construct_yaml_timestamp)
-
-
 def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
-    loader = _FlowLoader(text)
     try:
-        root = loader.get_single_node()
-        if root is not None:
-            # PyYAML silently keeps the last of two equal keys: a second node with the same name
-            # would replace the first without a word, so refuse it (before merge keys are expanded).
-            dup = _first_duplicate_key(root)
-            if dup is not None:
-                raise FlowError([_problem(source, dup.start_mark, "", f"duplicate key {dup.value!r}")])
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise FlowError([_problem(source, mark, "", f"invalid YAML: {exc.problem or exc.context}")]) from None
-    except yaml.YAMLError as exc:
-        raise FlowError([_problem(source, None, "", f"invalid YAML: {exc}")]) from None
-    finally:
-        loader.dispose()
-    return root, data
-
-
-def _first_duplicate_key(root: yaml.Node) -> yaml.ScalarNode | None:
-    seen_nodes: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen_nodes:  # aliases share nodes, and may even form cycles
-            continue
-        seen_nodes.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            keys: set[str] = set()
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
-                    if key.value in keys:
-                        return key
-                    keys.add(key.value)
-                stack.extend((key, value))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-    return None
+        return compose_yaml(text)
+    except YamlSourceError as exc:
+        raise FlowError([_problem(source, exc.mark, "", exc.reason)]) from None
 
 
 def _reference_problems(
@@ -634,7 +585,7 @@ def _schema_problem(source: str, root: yaml.Node | None, err: Any) -> FlowProble
         message = f"{err['input']!r} is not {_PATTERN_HELP[DTMF_KEY.pattern]}"
     elif kind in _TYPE_HELP:
         message = f"expected {_TYPE_HELP[kind]}, got {_short(err['input'])}"
-    return _problem(source, _locate(root, loc, at_key=at_key), _field(loc), message)
+    return _problem(source, locate_mark(root, loc, at_key=at_key), _field(loc), message)
 
 
 def _model_at(loc: Loc, tag: str | None) -> type[BaseModel]:
@@ -666,7 +617,7 @@ def _locate_node(root: yaml.Node | None, loc: Loc) -> yaml.Node | None:
     if root is None:
         return None
     if loc[-1:] == ("[key]",):
-        mark = _locate(root, loc)
+        mark = locate_mark(root, loc)
         return yaml.ScalarNode("tag:yaml.org,2002:str", "", mark, mark) if mark is not None else None
     node = root
     for part in loc:
@@ -675,45 +626,12 @@ def _locate_node(root: yaml.Node | None, loc: Loc) -> yaml.Node | None:
             if match is None:
                 break
             node = match
-        elif isinstance(node, yaml.SequenceNode) and (index := _index(part)) is not None \
+        elif isinstance(node, yaml.SequenceNode) and (index := list_index(part)) is not None \
                 and index < len(node.value):
             node = node.value[index]
         else:
             break
     return node
-
-
-def _index(part: str | int) -> int | None:
-    """A list index in a field path: pydantic gives ints, ``targets()`` paths give digit strings."""
-    if isinstance(part, int):
-        return part if part >= 0 else None
-    return int(part) if part.isdigit() else None
-
-
-def _locate(root: yaml.Node | None, loc: Loc, *, at_key: bool = False) -> yaml.Mark | None:
-    """The position of ``loc`` in the file, or of the deepest part of it that exists there
-    (a missing field points at the mapping it is missing from)."""
-    if root is None:
-        return None
-    node, key_node = root, None
-    for part in loc:
-        if part == "[key]":
-            return key_node.start_mark if key_node is not None else node.start_mark
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)
-                          and k.value == str(part)), None)
-            if match is None:
-                break
-            key_node, node = match
-        elif isinstance(node, yaml.SequenceNode) and (index := _index(part)) is not None \
-                and index < len(node.value):
-            key_node, node = None, node.value[index]
-        else:
-            break
-    else:
-        if at_key and key_node is not None:
-            return key_node.start_mark
-    return node.start_mark
 
 
 def _inside(loc: Loc, parent: Loc) -> bool:
