@@ -131,7 +131,7 @@ def main() -> int:
         engine = Engine(settings)
         await engine.start()
         try:
-            engine.control_agent("login", "1001", skills=["support"])
+            engine.control_agent("login", "1001", queues=["support"])
             for k, talk_ms in enumerate(talk_times, 1):
                 print(f"round {k}/{len(talk_times)}: talk {talk_ms} ms, callcenter ...", flush=True)
                 results["callcenter"] += await measure(settings, f"callcenter{k}", "5000", "2", args.callers, talk_ms, workdir)

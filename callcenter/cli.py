@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import click
 
 from callcenter.config import ConfigError, Settings
+from callcenter.web.cli_client import api_call, show
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -145,29 +144,9 @@ def _banner(settings: Settings, instance) -> str:
         f"  web API   http://{settings.web_host}:{settings.web_port}/api/queues  (/agents, /events, /health)",
         f"  database  {settings.db_url}",
         f"  records   {instance.recordings_dir}",
-        "  log in    callcenter agent login 1001 --skills support",
+        "  log in    callcenter agent login 1001   (queues and skills: routing.yaml)",
         "",
     ])
-
-
-# ---------------------------------------------------------------------------- API clients
-def _api(ctx: click.Context, method: str, path: str, body: dict | None = None):
-    s = _settings(ctx)
-    url = f"http://{s.web_host}:{s.web_port}{path}"
-    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
-        raise click.ClickException(f"{method} {path}: {exc.code} {detail}") from None
-    except urllib.error.URLError as exc:
-        raise click.ClickException(f"engine API not reachable at {url}: {exc.reason} (is `callcenter up` running?)") from None
-
-
-def _show(result) -> None:
-    click.echo(json.dumps(result, indent=2, default=str))
 
 
 @main.group()
@@ -177,12 +156,14 @@ def agent() -> None:
 
 @agent.command("login")
 @click.argument("agent_id")
-@click.option("--skills", required=True, help="Comma-separated queues the agent serves, e.g. support,sales")
+@click.option("--queues", default=None,
+              help="Comma-separated queues to serve this session, e.g. support,sales "
+                   "(default: the agent's queues in the routing file)")
 @click.pass_context
-def agent_login(ctx, agent_id, skills):
-    """Log the agent in to the queues named by --skills."""
-    _show(_api(ctx, "POST", f"/api/agents/{agent_id}/login",
-               {"skills": [s.strip() for s in skills.split(",") if s.strip()]}))
+def agent_login(ctx, agent_id, queues):
+    """Log the agent in, with the queues and skill levels the routing file gives it."""
+    body = {} if queues is None else {"queues": [q.strip() for q in queues.split(",") if q.strip()]}
+    show(api_call(ctx, "POST", f"/api/agents/{agent_id}/login", body))
 
 
 @agent.command("pause")
@@ -191,7 +172,7 @@ def agent_login(ctx, agent_id, skills):
 @click.pass_context
 def agent_pause(ctx, agent_id, reason):
     """Pause the agent with a reason (no calls are offered while paused)."""
-    _show(_api(ctx, "POST", f"/api/agents/{agent_id}/pause", {"reason": reason}))
+    show(api_call(ctx, "POST", f"/api/agents/{agent_id}/pause", {"reason": reason}))
 
 
 def _plain_agent_command(verb: str, help_text: str) -> None:
@@ -201,7 +182,7 @@ def _plain_agent_command(verb: str, help_text: str) -> None:
     @click.argument("agent_id")
     @click.pass_context
     def command(ctx, agent_id):
-        _show(_api(ctx, "POST", f"/api/agents/{agent_id}/{verb}", {}))
+        show(api_call(ctx, "POST", f"/api/agents/{agent_id}/{verb}", {}))
 
 
 _plain_agent_command("logout", "Log the agent out (refused while on a call).")
@@ -212,14 +193,14 @@ _plain_agent_command("unpause", "Make a paused agent available again.")
 @click.pass_context
 def queues(ctx):
     """Queues and the calls waiting in them."""
-    _show(_api(ctx, "GET", "/api/queues"))
+    show(api_call(ctx, "GET", "/api/queues"))
 
 
 @main.command("agents")
 @click.pass_context
 def agents(ctx):
     """Agents and their states."""
-    _show(_api(ctx, "GET", "/api/agents"))
+    show(api_call(ctx, "GET", "/api/agents"))
 
 
 @main.command("events")
@@ -227,7 +208,7 @@ def agents(ctx):
 @click.pass_context
 def events(ctx, call_id):
     """The event log (its first 1000 events), or one call's events."""
-    rows = _api(ctx, "GET", "/api/events" + (f"?call_id={call_id}" if call_id else ""))
+    rows = api_call(ctx, "GET", "/api/events" + (f"?call_id={call_id}" if call_id else ""))
     for row in rows:
         ts = time.strftime("%H:%M:%S", time.localtime(row["ts"]))
         click.echo(f"{ts} {row['kind']:<16} call={row['call_id'] or '-':<20} queue={row['queue'] or '-':<8} "
@@ -236,11 +217,13 @@ def events(ctx, call_id):
 
 def _register_capability_commands() -> None:
     # each capability owns its own command group
+    from callcenter.acd.cli import routing
     from callcenter.ivr.cli import flows
     from callcenter.kpi.cli import staffing
     from callcenter.kpi.report_cli import report
 
     main.add_command(flows)
+    main.add_command(routing)
     main.add_command(staffing)
     main.add_command(report)
 

@@ -43,6 +43,7 @@ class Settings(BaseModel):
     asterisk_conf_dir: Path = PROJECT_DIR / "asterisk_conf"
     dialplan_dir: Path = PROJECT_DIR / "dialplan"
     flows_dir: Path = PROJECT_DIR / "ivr_flows"
+    routing_file: Path = Field(PROJECT_DIR / "routing.yaml", description="queues, strategies, steps, agents' skills")
 
     ami_host: str = "127.0.0.1"
     ami_port: Port = 5038
@@ -58,7 +59,6 @@ class Settings(BaseModel):
     web_host: str = "127.0.0.1"
     web_port: Port = 8080
 
-    queues: list[str] = ["sales", "support"]
     agents: dict[str, str] = Field(default_factory=default_agent_contacts)
 
     ring_timeout: Seconds = 15.0
@@ -68,16 +68,6 @@ class Settings(BaseModel):
     hold_slice: Annotated[int, Field(ge=1, le=60)] = 2
     fallback_max_wait: Annotated[int, Field(ge=10, le=7200)] = 300
     max_hold_seconds: Annotated[int, Field(ge=10, le=86400)] = 1800  # then the fallback route
-
-    @field_validator("queues")
-    @classmethod
-    def _queue_names(cls, queues: list[str]) -> list[str]:
-        for q in queues:
-            if not QUEUE_NAME.match(q):
-                raise ValueError(f"queue name {q!r} must match {QUEUE_NAME.pattern}")
-        if len(set(queues)) != len(queues):
-            raise ValueError("queue names must be unique")
-        return queues
 
     @field_validator("agents")
     @classmethod

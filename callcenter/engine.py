@@ -8,7 +8,9 @@ import asyncio
 import logging
 import os
 import time
+from datetime import datetime
 
+from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
 from callcenter.acd.router import Router, RoutingError
 from callcenter.acd.shell import AcdShell
 from callcenter.asterisk.ami import AmiClient
@@ -31,6 +33,11 @@ class UnknownAgent(LookupError):
     """The agent id is not one of settings.agents."""
 
 
+def local_day(now: float) -> int:
+    """Today's figures (calls, talk time) restart at local midnight."""
+    return datetime.fromtimestamp(now).toordinal()
+
+
 class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -41,9 +48,13 @@ class Engine:
         self.loop_ticks = 0
         self.db = make_engine(settings.db_url)
         self.events = EventLog(self.db)
-        self.flows = load_flows(settings.flows_dir, known_queues=set(settings.queues))
-        self.router = Router(settings.queues, ring_timeout=settings.ring_timeout,
-                             wrapup_seconds=settings.wrapup_seconds)
+        self.routing: RoutingPlan = load_routing(settings.routing_file)
+        self.flows = load_flows(settings.flows_dir, known_queues=set(self.routing.queue_names))
+        self.router = Router(self.routing.queues, ring_timeout=settings.ring_timeout,
+                             wrapup_seconds=settings.wrapup_seconds,
+                             max_no_answers=self.routing.max_no_answers,
+                             priority_aging_seconds=self.routing.priority_aging_seconds,
+                             day_of=local_day)
         self.ami = AmiClient(settings.ami_host, settings.ami_port, settings.ami_user, settings.ami_secret,
                              action_timeout=settings.ami_action_timeout, on_event=self._on_ami_event,
                              on_login=self._on_ami_login)
@@ -63,7 +74,7 @@ class Engine:
         self._start_web()
         await self.ami.connect()
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat(), name="heartbeat")
-        self.events.record("engine_started", data={"queues": self.settings.queues})
+        self.events.record("engine_started", data={"queues": self.routing.queue_names})
         log.info("engine up: AGI %s:%d, web http://%s:%d/api", self.settings.agi_host, self.settings.agi_port,
                  self.settings.web_host, self.settings.web_port)
 
@@ -164,14 +175,22 @@ class Engine:
         return await asyncio.to_thread(read_events, self.db, call_id=query.get("call_id"), since_id=since)
 
     # ------------------------------------------------------------------ agent control
-    def control_agent(self, verb: str, agent_id: str, *, skills=None, reason=None) -> None:
-        """login / logout / pause / unpause one agent; RoutingError if the router refuses."""
+    def control_agent(self, verb: str, agent_id: str, *, queues=None, reason=None) -> None:
+        """login / logout / pause / unpause one agent; RoutingError if the router refuses.
+        A login takes the agent's queues and skills from the routing file; ``queues`` narrows
+        or replaces the queues for this session."""
         if agent_id not in self.settings.agents:
             raise UnknownAgent(f"no agent {agent_id} in settings.agents")
         now = time.time()
         if verb == "login":
-            skills = skills or []
-            effects = self.router.login(agent_id, [skills] if isinstance(skills, str) else skills, now)
+            profile = self.routing.agents.get(agent_id)
+            if queues is None and profile is None:
+                raise RoutingError(f"agent {agent_id} has no entry in {self.routing.source}; give the queues to serve")
+            chosen = [queues] if isinstance(queues, str) else (queues if queues is not None else profile.queues)
+            effects = self.router.login(
+                agent_id, chosen, now, skills=profile.skills if profile else None,
+                wrapup_seconds=profile.wrapup_seconds if profile else None,
+                weight=profile.weight if profile else 1.0)
         elif verb == "pause":
             effects = self.router.pause(agent_id, str(reason or "paused")[:64], now)
         elif verb in ("logout", "unpause"):
@@ -179,6 +198,42 @@ class Engine:
         else:
             raise ValueError(f"unknown agent verb {verb!r}")
         self.acd.apply(effects)
+
+    def reload_routing(self) -> dict:
+        """Re-read the routing file and apply it without dropping a call. A file with errors,
+        or one that removes a queue still holding calls, changes nothing (RoutingConfigError /
+        RoutingError). Logged-in agents get their new queues and skills at once."""
+        plan = load_routing(self.settings.routing_file)
+        missing = sorted(set(self.routing.queue_names) - set(plan.queue_names))
+        if set(missing) & self._flow_queues():
+            raise RoutingError(f"IVR flows still send callers to queue(s) {missing}; change the flows first")
+        now = time.time()
+        effects = self.router.reconfigure(plan.queues, now, priority_aging_seconds=plan.priority_aging_seconds,
+                                          max_no_answers=plan.max_no_answers)
+        self.routing = plan
+        for agent in list(self.router.agents()):
+            profile = plan.agents.get(agent.agent_id)
+            if profile is not None and agent.state.value != "logged_out":
+                effects += self.router.set_profile(agent.agent_id, now, queues=profile.queues, skills=profile.skills,
+                                                   wrapup_seconds=profile.wrapup_seconds, weight=profile.weight)
+        self.acd.apply(effects)
+        log.info("routing reloaded from %s: %d queue(s), %d agent profile(s)", plan.source, len(plan.queues),
+                 len(plan.agents))
+        return {"queues": plan.queue_names, "agents": len(plan.agents)}
+
+    def _flow_queues(self) -> set[str]:
+        return {node.queue for flow in self.flows.values() for node in flow.nodes.values()
+                if getattr(node, "queue", None)}
+
+    async def _explain_endpoint(self, call_id: str, **_) -> dict:
+        """Why a call is where it is: its live standing, and the reasons recorded with each offer."""
+        offers = await asyncio.to_thread(read_events, self.db, call_id=call_id)
+        decisions = [{"at": e["ts"], "agent_id": e["agent_id"], "offer_id": e["data"].get("offer_id"),
+                      **e["data"].get("why", {})} for e in offers if e["kind"] == "offered"]
+        live = self.router.explain(call_id, time.time())
+        if live is None and not offers:
+            raise ApiError(404, f"no call {call_id}")
+        return {"call_id": call_id, "live": live, "offers": decisions}
 
     # ------------------------------------------------------------------ web API
     def _start_web(self) -> None:
@@ -199,11 +254,20 @@ class Engine:
         api.add("GET", "/api/queues", lambda **_: self.router.queues_snapshot(now()))
         api.add("GET", "/api/agents", lambda **_: self.router.agents_snapshot(now()))
         api.add("GET", "/api/events", self._events_endpoint)
+        api.add("GET", "/api/calls/{call_id}/explain", self._explain_endpoint)
+
+        def reload_handler(**_):
+            try:
+                return self.reload_routing()
+            except (RoutingConfigError, RoutingError) as exc:
+                raise ApiError(409, str(exc)) from None
+
+        api.add("POST", "/api/routing/reload", reload_handler)
 
         def agent_action(verb):
             def handler(agent_id, body, **_):
                 try:
-                    self.control_agent(verb, agent_id, skills=body.get("skills"), reason=body.get("reason"))
+                    self.control_agent(verb, agent_id, queues=body.get("queues"), reason=body.get("reason"))
                 except UnknownAgent as exc:
                     raise ApiError(404, str(exc)) from None
                 except RoutingError as exc:

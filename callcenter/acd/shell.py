@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from callcenter.acd.router import CancelOffer, Event, Offer, Router, StartTimer
+from callcenter.acd.model import CancelOffer, Divert, Event, Offer, StartTimer
+from callcenter.acd.router import Router
 from callcenter.asterisk.ami import AmiClient, AmiError
 from callcenter.events.log import EventLog
 from callcenter.runtime import BackgroundTasks
@@ -66,6 +67,8 @@ class AcdShell:
                 self._tasks.spawn(self._ring(effect), f"offer {effect.offer_id}")
             elif isinstance(effect, CancelOffer):
                 self._tasks.spawn(self._withdraw(effect), f"cancel {effect.offer_id}")
+            elif isinstance(effect, Divert):
+                self._tasks.spawn(self._divert(effect), f"divert {effect.call_id}")
             elif isinstance(effect, StartTimer):
                 self._arm(effect)
             else:  # a new effect type the shell does not know yet is a programming error, loudly
@@ -163,6 +166,19 @@ class AcdShell:
                 log.info("could not void offer %s on the caller: %s", cancel.offer_id, exc)
         await self._hangup_leg(channel_id)
 
+    async def _divert(self, divert: Divert) -> None:
+        """Send the caller from the hold loop to cc-divert (voicemail, fallback), telling the
+        dialplan which queue it leaves (it may have overflowed since the IVR set CC_QUEUE)."""
+        channel = divert.attrs.get("caller_channel", "")
+        try:
+            await self.ami.set_channel_var(channel, "CC_QUEUE", divert.queue)
+            await self.ami.redirect(channel, "cc-divert", divert.destination)
+        except (AmiError, TimeoutError, ConnectionError, ValueError) as exc:
+            # The caller stays in the hold loop, whose own max_hold check still moves it on.
+            log.warning("could not divert call %s to %s: %s", divert.call_id, divert.destination, exc)
+            self.events.record("divert_failed", call_id=divert.call_id, queue=divert.queue,
+                               data={"destination": divert.destination, "error": str(exc)[:200]})
+
     async def _hangup_leg(self, channel_id: str) -> None:
         try:
             await self.ami.hangup(channel_id)  # AMI Hangup accepts a uniqueid as well as a name
@@ -179,11 +195,7 @@ class AcdShell:
 
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)
-        kind, _, agent_id = key.partition(":")
-        if kind == "wrapup":
-            self.apply(self.router.wrapup_done(agent_id, self.clock()))
-        else:
-            log.error("unknown timer %r", key)
+        self.apply(self.router.timer_fired(key, self.clock()))
 
     async def close(self) -> None:
         for handle in self._timers.values():

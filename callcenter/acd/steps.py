@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeAlias
 
@@ -150,6 +150,11 @@ class Steps:
     """A validated ladder: ``steps[0]`` is a time step at 0 s, time steps strictly increase."""
 
     steps: tuple[Step, ...]
+    # Whether any step depends on the queue's live metrics (not only on time waited).
+    has_metric_steps: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "has_metric_steps", any(isinstance(s, MetricStep) for s in self.steps))
 
     @property
     def time_steps(self) -> tuple[TimeStep, ...]:
@@ -157,6 +162,7 @@ class Steps:
 
     def referenced_skills(self) -> frozenset[str]:
         return frozenset().union(*(s.require.referenced_skills() for s in self.steps))
+
 
     def describe(self) -> list[str]:
         """One canonical line per step, for logs and explain output."""
@@ -259,8 +265,12 @@ def active_requirement_at(
     next_change_at returns. Prefer this in a timer callback: ``now - enqueued_at`` can round
     below ``after`` (1000.1 + 30 - 1000.1 == 29.999999999999886), and the step would be missed
     at the moment its own timer fires."""
-    step = _last_applying(steps, lambda s: enqueued_at + s.after <= now, queue_metrics)
-    return step.require
+    return active_step_at(steps, enqueued_at, now, queue_metrics).require
+
+
+def active_step_at(steps: Steps, enqueued_at: float, now: float, queue_metrics: QueueMetrics) -> Step:
+    """The step active_requirement_at takes its requirement from."""
+    return _last_applying(steps, lambda s: enqueued_at + s.after <= now, queue_metrics)
 
 
 def next_change_at(steps: Steps, enqueued_at: float, now: float | None = None) -> float | None:

@@ -17,9 +17,13 @@ import time
 from pathlib import Path
 
 from callcenter.asterisk.provision import AsteriskRoot, ProvisionError
+from callcenter.acd.config import load_routing
 from callcenter.config import Settings
 
 log = logging.getLogger(__name__)
+# Queue voicemail boxes are read from their files, never through VoiceMailMain (no dialplan
+# reaches it), so the box password is a placeholder nobody can dial in with.
+VOICEMAIL_PIN = "0000"
 
 
 class AsteriskStartError(RuntimeError):
@@ -73,6 +77,9 @@ class AsteriskInstance:
         self._write("pjsip_agents.conf", self._agents_conf())
         self._write("queues_fallback_members.conf",
                     "".join(f"member => PJSIP/agent{a}\n" for a in sorted(s.agents)))
+        queues = load_routing(s.routing_file).queue_names
+        self._write("voicemail_queues.conf", "[callcenter]\n" + "".join(
+            f"{q} => {VOICEMAIL_PIN},{q} queue\n" for q in queues))
         self._write("cc_globals.conf", "\n".join([
             f"CC_AGI_URL = agi://{s.agi_host}:{s.agi_port}",
             f"CC_HEARTBEAT_MAX = {s.heartbeat_max_age}",

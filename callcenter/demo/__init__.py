@@ -26,12 +26,12 @@ DEMO_CALLERS = [("13800000001", "2", "presses 2 (support)"),
 async def run_demo(settings: Settings, engine, echo: Callable[[str], None] = print) -> int:
     phones = []
     try:
-        for agent_id, mode, skills in DEMO_AGENTS:
+        for agent_id, mode, queues in DEMO_AGENTS:
             phone = agent_phone(agent_id, settings.agents[agent_id], mode=mode, ring_delay_ms=800, talk_ms=4000)
             await asyncio.to_thread(phone.start)
             phones.append(phone)
-            engine.control_agent("login", agent_id, skills=skills)
-            echo(f"agent {agent_id}: phone up at {phone.contact} ({mode}), logged in to {', '.join(skills)}")
+            engine.control_agent("login", agent_id, queues=queues)
+            echo(f"agent {agent_id}: phone up at {phone.contact} ({mode}), logged in to {', '.join(queues)}")
             await asyncio.sleep(0.05)  # distinct idle times, so the order above is the routing order
 
         echo(f"placing 3 calls to 5000 (an unanswered phone rings for {settings.ring_timeout:.0f} s) ...")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from callcenter.acd.config import RoutingConfigError, load_routing
 from callcenter.config import Settings
 from callcenter.ivr.flow import FLOW_SUFFIXES, Flow, FlowError, flow_json_schema, load_flow
 from callcenter.ivr.lint import Finding, has_errors, lint_paths
@@ -47,7 +48,7 @@ def check(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> None:
     """
     settings = _settings(ctx)
     findings = [_for_display(f) for f in lint_paths(
-        paths or (settings.flows_dir,), queues=settings.queues, asterisk_root=settings.asterisk_root)]
+        paths or (settings.flows_dir,), queues=_queue_names(settings), asterisk_root=settings.asterisk_root)]
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
     if fmt == "json":
@@ -87,9 +88,17 @@ def _load(flow: str, settings: Settings) -> Flow:
     path = _flow_path(flow, settings.flows_dir)
     try:
         # With the configured queues: the engine would refuse a flow that names another one.
-        return load_flow(path, known_queues=settings.queues)
+        return load_flow(path, known_queues=_queue_names(settings))
     except FlowError as exc:
         raise click.ClickException(f"flow cannot be loaded:\n{exc}") from None
+
+
+def _queue_names(settings: Settings) -> list[str]:
+    """The queues a flow may name: those of the routing file."""
+    try:
+        return load_routing(settings.routing_file).queue_names
+    except RoutingConfigError as exc:
+        raise click.ClickException(f"the routing file cannot be loaded:\n{exc}") from None
 
 
 def _flow_path(flow: str, flows_dir: Path) -> Path:

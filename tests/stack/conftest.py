@@ -6,6 +6,7 @@ Nothing here is mocked. A missing Asterisk root is a failure, not a skip: `scrip
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from pathlib import Path
@@ -59,14 +60,36 @@ def asterisk(settings):
     instance.stop()
 
 
-@pytest.fixture
-def engine(asterisk, settings_file, stack_dir, request):
-    proc = EngineProcess(settings_file, stack_dir / f"engine-{request.node.name}.log")
+@contextlib.contextmanager
+def running_engine(asterisk: AsteriskInstance, config_path: Path, log_path: Path):
+    """The engine as a subprocess for one test; it must shut down cleanly afterwards."""
+    proc = EngineProcess(config_path, log_path)
     proc.start()
     yield proc
     exit_code = proc.stop()
     _wait_no_channels(asterisk)
     assert exit_code in (0, None), f"engine did not shut down cleanly ({exit_code}):\n{proc.log_tail()}"
+
+
+@pytest.fixture
+def engine(asterisk, settings_file, stack_dir, request):
+    with running_engine(asterisk, settings_file, stack_dir / f"engine-{request.node.name}.log") as proc:
+        yield proc
+
+
+@pytest.fixture
+def engine_with_routing(asterisk, stack_dir, request):
+    """engine_with_routing(yaml_text) starts the engine with that routing file instead of the
+    project's (the Asterisk instance is shared, so the queues must be ones the flows know)."""
+    with contextlib.ExitStack() as stack:
+        def start(routing_text: str) -> EngineProcess:
+            name = request.node.name
+            routing = stack_dir / f"routing-{name}.yaml"
+            routing.write_text(routing_text)
+            config = write_settings(stack_dir / f"settings-{name}.yaml", data_dir=stack_dir / "data",
+                                    routing_file=routing, **TEST_SETTINGS)
+            return stack.enter_context(running_engine(asterisk, config, stack_dir / f"engine-{name}.log"))
+        yield start
 
 
 def _wait_no_channels(asterisk: AsteriskInstance, timeout: float = 15.0) -> None:

@@ -78,8 +78,9 @@ class EngineProcess:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
 
-    def login(self, agent_id: str, *skills: str) -> None:
-        self.api("POST", f"/api/agents/{agent_id}/login", {"skills": list(skills)})
+    def login(self, agent_id: str, *queues: str) -> None:
+        """Log in with these queues, or with no queues given, those of the routing file."""
+        self.api("POST", f"/api/agents/{agent_id}/login", {"queues": list(queues)} if queues else {})
 
     def events(self, call_id: str | None = None) -> list[dict]:
         return read_events(self.db, call_id=call_id)

@@ -19,8 +19,9 @@ def agent_state(engine, agent_id: str) -> dict:
 
 
 def test_agent_commands_change_state_through_the_api(engine):
-    assert cli(engine, "agent", "login", "1008", "--skills", "support, sales").returncode == 0
-    assert agent_state(engine, "1008")["skills"] == ["sales", "support"]
+    assert cli(engine, "agent", "login", "1008", "--queues", "support, sales").returncode == 0
+    assert agent_state(engine, "1008")["queues"] == ["sales", "support"]
+    assert agent_state(engine, "1008")["skills"] == {"billing": 8, "lang.en": 5}  # from routing.yaml
     assert agent_state(engine, "1008")["state"] == "available"
 
     assert cli(engine, "agent", "pause", "1008", "--reason", "lunch").returncode == 0
@@ -30,7 +31,7 @@ def test_agent_commands_change_state_through_the_api(engine):
     assert cli(engine, "agent", "unpause", "1008").returncode == 0
     assert agent_state(engine, "1008")["state"] == "available"
     queues = json.loads(cli(engine, "queues").stdout)
-    assert {q["queue"]: q["agents_available"] for q in queues} == {"sales": 1, "support": 1}
+    assert {q["queue"]: q["agents_available"] for q in queues} == {"sales": 1, "support": 1, "billing": 0}
 
     assert cli(engine, "agent", "logout", "1008").returncode == 0
     assert agent_state(engine, "1008")["state"] == "logged_out"
@@ -39,10 +40,10 @@ def test_agent_commands_change_state_through_the_api(engine):
 
 
 def test_agent_commands_report_refusals_clearly(engine):
-    unknown = cli(engine, "agent", "login", "4242", "--skills", "support")
+    unknown = cli(engine, "agent", "login", "4242", "--queues", "support")
     assert unknown.returncode == 1 and "404 no agent 4242" in unknown.stderr
-    bad_queue = cli(engine, "agent", "login", "1009", "--skills", "billing")
-    assert bad_queue.returncode == 1 and "409" in bad_queue.stderr and "billing" in bad_queue.stderr
+    bad_queue = cli(engine, "agent", "login", "1009", "--queues", "nosuch")
+    assert bad_queue.returncode == 1 and "409" in bad_queue.stderr and "nosuch" in bad_queue.stderr
     not_paused = cli(engine, "agent", "unpause", "1009")
     assert not_paused.returncode == 1 and "409" in not_paused.stderr
 
@@ -53,7 +54,7 @@ def test_api_refuses_cross_site_posts_and_foreign_host_names(engine):
     import pytest
 
     with pytest.raises(urllib.error.HTTPError) as form_post:
-        engine.api("POST", "/api/agents/1010/login", {"skills": ["support"]},
+        engine.api("POST", "/api/agents/1010/login", {"queues": ["support"]},
                    headers={"content-type": "application/x-www-form-urlencoded"})
     assert form_post.value.code == 415
     with pytest.raises(urllib.error.HTTPError) as rebinding:

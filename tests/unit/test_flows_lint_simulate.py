@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from callcenter.acd.config import load_routing
 from callcenter.cli import main
 from callcenter.config import Settings
 from callcenter.ivr.flow import flow_json_schema, load_flow
@@ -213,7 +214,7 @@ def test_without_an_asterisk_root_the_sound_check_is_skipped_once(tmp_path: Path
 
 @pytest.mark.skipif(not REAL_ROOT.is_dir(), reason="no provisioned Asterisk root")
 def test_main_flow_passes_against_the_real_root() -> None:
-    findings = lint_paths([MAIN], queues=Settings().queues, asterisk_root=REAL_ROOT)
+    findings = lint_paths([MAIN], queues=load_routing(Settings().routing_file).queue_names, asterisk_root=REAL_ROOT)
     assert findings == []
     # and the check really looks: a prompt the real root lacks is reported
     assert not SoundLibrary(REAL_ROOT).has("no-such-prompt-anywhere")
@@ -342,8 +343,9 @@ def project(tmp_path: Path, fake_root: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("CALLCENTER_CONFIG", raising=False)
     (fake_root / ALLISON / "vm-goodbye.gsm").write_bytes(b"gsm")
     write(tmp_path / "flows", FLOW)
+    (tmp_path / "routing.yaml").write_text("queues: {sales: {}, support: {}}\n")
     (tmp_path / "settings.yaml").write_text(
-        f"flows_dir: {tmp_path / 'flows'}\nasterisk_root: {fake_root}\nqueues: [sales, support]\n")
+        f"flows_dir: {tmp_path / 'flows'}\nasterisk_root: {fake_root}\nrouting_file: {tmp_path / 'routing.yaml'}\n")
     return tmp_path
 
 

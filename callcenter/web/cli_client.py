@@ -1,0 +1,32 @@
+"""The command line's client for the engine's JSON API (agent control, live views, reloads)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+
+def api_call(ctx: click.Context, method: str, path: str, body: dict | None = None) -> Any:
+    """One request to the running engine named by the command's settings; failures become a
+    ClickException saying what the engine answered, or that it is not running."""
+    s = ctx.find_root().obj["settings"]
+    url = f"http://{s.web_host}:{s.web_port}{path}"
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        raise click.ClickException(f"{method} {path}: {exc.code} {detail}") from None
+    except urllib.error.URLError as exc:
+        raise click.ClickException(
+            f"engine API not reachable at {url}: {exc.reason} (is `callcenter up` running?)") from None
+
+
+def show(result: Any) -> None:
+    click.echo(json.dumps(result, indent=2, default=str))
