@@ -4,6 +4,8 @@ step comes due on its own timer while the caller waits in Asterisk's hold loop."
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.error
 
 from tests.stack.conftest import new_caller
 
@@ -116,3 +118,41 @@ queues:
     assert any("!cc-divert!voicemail!" in line and "VoiceMail!support@callcenter" in line
                for line in channels.splitlines()), channels
     assert result.ok, result.describe()
+
+
+def test_reloading_the_routing_file_moves_a_waiting_caller_to_the_new_rules(engine_with_routing, phones):
+    strict = ROUTING.replace(f"after: {WIDEN_AFTER}", "after: 600")  # no widening while we watch
+    engine = engine_with_routing(strict)
+    weak = phones("1004", mode="answer", ring_delay_ms=200)
+    engine.login("1004")
+    routing_file = engine.settings.routing_file
+
+    async def scenario():
+        caller = asyncio.create_task(new_caller("2", "13900000034", hold_ms=9000).run(timeout=40))
+        call_id = await asyncio.to_thread(engine.call_id_for, "13900000034")
+        await asyncio.to_thread(engine.wait_for_event, "queued", call_id=call_id)
+        await asyncio.sleep(1.5)
+        routing_file.write_text(strict.replace("billing >= 5", "billing >= 9").replace("queues: [support]", "queues: [nope]"))
+        refused = await asyncio.to_thread(_reload_status, engine)
+        routing_file.write_text(strict.replace("billing >= 5", "billing >= 3"))
+        reloaded = await asyncio.to_thread(engine.api, "POST", "/api/routing/reload", {})
+        offered = await asyncio.to_thread(engine.wait_for_event, "offered", call_id=call_id, timeout=10)
+        result = await caller
+        return call_id, refused, reloaded, offered, result
+
+    call_id, refused, reloaded, offered, result = asyncio.run(scenario())
+    assert refused[0] == 409 and "agents.1003.queues: unknown queue(s) ['nope']" in refused[1]
+    assert reloaded == {"queues": ["sales", "support"], "agents": 2}
+    why = offered["data"]["why"]
+    assert (offered["agent_id"], why["trigger"], why["requirement"]) == ("1004", "reconfigured", "billing >= 3")
+    assert offered["data"]["wait"] >= 1.5, "the caller kept its original enqueue time"
+    assert result.ok and weak.answered_calls() == 1
+    assert [e["kind"] for e in engine.events(call_id)].count("queued") == 1, "not re-queued, not dropped"
+
+
+def _reload_status(engine) -> tuple[int, str]:
+    try:
+        engine.api("POST", "/api/routing/reload", {})
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["error"]
+    return 200, ""
