@@ -49,7 +49,7 @@ from callcenter.acd.model import (
     StartTimer,
     Strategy,
 )
-from callcenter.acd.requirements import Requirement, SkillError, check_skills
+from callcenter.acd.requirements import Always, Requirement, SkillError, check_skills
 from callcenter.acd.steps import MetricStep, Steps, active_step_at, next_change_at
 
 # States in which an agent counts as staffing its queues (for the estimated wait).
@@ -73,6 +73,19 @@ def utc_day(now: float) -> int:
 def failure_event_kind(reason: str) -> str:
     """'ring-no-answer' -> 'ring_no_answer': event kinds are identifiers."""
     return reason.replace("-", "_")
+
+
+def _remove_sorted(agents: list[Agent], agent: Agent, key: Callable[[Agent], tuple]) -> None:
+    index = bisect.bisect_left(agents, key(agent), key=key)
+    assert agents[index] is agent, f"agent {agent.agent_id} missing from an index"
+    del agents[index]
+
+
+def eligible_key(strategy: Strategy, requirement: Requirement) -> Callable[[Agent], tuple]:
+    """The order of a queue's available members who satisfy one of its requirements."""
+    if strategy is Strategy.BEST_PROFICIENCY:
+        return lambda a: (-(requirement.score(a.skills) or 0), a.idle_since, a.id_order)
+    return pool_key(strategy)
 
 
 def pool_key(strategy: Strategy) -> Callable[[Agent], tuple]:
@@ -119,6 +132,9 @@ class Router:
         self._groups: dict[str, dict[Requirement, list[Call]]] = {}
         self._pools: dict[str, list[Agent]] = {}
         self._pool_keys: dict[str, Callable[[Agent], tuple]] = {}
+        # Per queue and requirement of its steps: the available members satisfying it, in the
+        # strategy's order (by score first for best-proficiency), so a call's agent is the head.
+        self._eligible: dict[str, dict[Requirement, tuple[list[Agent], Callable[[Agent], tuple]]]] = {}
         self._waiting_count: dict[str, int] = {}
         self._staffed: dict[str, int] = {}
         self._stats: dict[str, QueueStats] = {}
@@ -131,6 +147,7 @@ class Router:
         self._agents: dict[str, Agent] = {}
         self._offers: dict[str, Call] = {}  # outstanding offer id -> its call
         self._next_sequence = 0
+        self._pools_day: int | None = None  # the day the pools' "today" figures belong to
         self._install_queues(self._checked_configs(queues))
 
     # ---- configuration --------------------------------------------------------------------
@@ -167,6 +184,9 @@ class Router:
         self._staffed = {c.name: 0 for c in configs}
         self._pool_keys = {c.name: pool_key(c.strategy) for c in configs}
         self._pools = {c.name: [] for c in configs}
+        self._eligible = {c.name: {step.require: ([], eligible_key(c.strategy, step.require))
+                                   for step in c.steps.steps if not isinstance(step.require, Always)}
+                          for c in configs}
         self._round_robin_last = {c.name: self._round_robin_last.get(c.name) for c in configs}
         self._stats = {}
         for c in configs:
@@ -414,19 +434,16 @@ class Router:
             attrs=dict(attrs or {}),
         )
         call.order_key = self.call_key(call)
-        call.step_index = self._active_index(call, now)
         self._next_sequence += 1
         self._calls[call_id] = call
-        self._add_waiting(call)
+        self._join_waiting(call, now)
         queued = Event("queued", call_id, queue, None,
                        {"priority": priority, "requirement": call.requirement.describe()})
         effects: list[Effect] = [queued]
         effects.extend(self._call_timers(call, now))
         if call.max_wait_due:
             return effects + self._max_wait_action(call, now) + self._settle(now)
-        effects.extend(self._offer_call(call, now, "call_arrived"))
-        effects.extend(self._settle(now))
-        return effects
+        return effects + self._settle(now, arriving=call, trigger="call_arrived")
 
     def offer_answered(self, offer_id: str, now: float) -> list[Effect]:
         """The agent picked up: the call is connected. Stale offer ids are ignored."""
@@ -552,7 +569,7 @@ class Router:
         due = next_change_at(call.steps, call.queue_entered_at, now)
         if due is not None:
             effects.append(StartTimer(f"step:{call.call_id}", due))
-        return effects + self._settle(now)
+        return effects + self._settle(now, arriving=call if effects[:1] else None, trigger="step_changed")
 
     def _max_wait_due(self, call_id: str, now: float) -> list[Effect]:
         call = self._calls.get(call_id)
@@ -579,11 +596,10 @@ class Router:
             call.steps = self._configs[call.queue].steps  # an override was for the first queue
             call.steps_overridden = False
             call.order_key = self.call_key(call)
-            call.step_index = self._active_index(call, now)
-            self._add_waiting(call)
+            self._join_waiting(call, now)
             moved = Event("overflowed", call.call_id, call.queue, None,
                           {"from": source, "to": call.queue, "wait": now - call.enqueued_at})
-            return [moved, *self._call_timers(call, now), *self._offer_call(call, now, "overflowed")]
+            return [moved, *self._call_timers(call, now), *self._settle(now, arriving=call, trigger="overflowed")]
         del self._calls[call.call_id]
         self._stats[call.queue].abandoned(now - call.queue_entered_at)  # not served in time
         exited = Event("exited", call.call_id, call.queue, None,
@@ -717,6 +733,7 @@ class Router:
 
     def _offer_call(self, call: Call, now: float, trigger: str) -> list[Effect]:
         """Offer a waiting call to the best eligible available member of its queue, if any."""
+        self._roll_pools(now)
         agent, why = self._choose_agent(call)
         if agent is None:
             return []
@@ -736,45 +753,63 @@ class Router:
         requirement = call.requirement
         pool = self._pools[call.queue]
         strategy = config.strategy
+        # Usually the call's requirement is one of its queue's steps, with its own index of
+        # eligible members in the strategy's order; a requirement the IVR gave the call alone
+        # falls back to testing the queue's available members one by one.
+        index = self._eligible[call.queue].get(requirement)
+        if index is not None:
+            candidates, screened = index[0], True
+        else:
+            candidates, screened = pool, isinstance(requirement, Always)
         examined = 0
         picked: list[Agent] = []
         scores: list[int] = []
         if strategy in ORDERED_STRATEGIES or strategy is Strategy.ROUND_ROBIN:
-            order: Iterable[Agent] = pool
+            order: Iterable[Agent] = candidates
             if strategy is Strategy.ROUND_ROBIN and (last := self._round_robin_last[call.queue]) is not None:
-                start = bisect.bisect_right(pool, last, key=lambda a: a.id_order)
-                order = itertools.chain(pool[start:], pool[:start])
+                start = bisect.bisect_right(candidates, last, key=lambda a: a.id_order)
+                order = itertools.chain(itertools.islice(candidates, start, None), itertools.islice(candidates, start))
             for agent in order:
                 examined += 1
-                if requirement.matches(agent.skills):
+                if screened or requirement.matches(agent.skills):
                     picked.append(agent)
                     if len(picked) == 2:
                         break
+        elif strategy is Strategy.BEST_PROFICIENCY and screened:
+            picked = candidates[:2]  # sorted by score, then longest idle
+            examined = len(picked)
+            scores = [requirement.score(a.skills) or 0 for a in picked]
         elif strategy is Strategy.BEST_PROFICIENCY:
-            ranked = []
-            for agent in pool:  # pool order is longest idle first, the tie-break
+            # Keep the best two in one pass; pool order is longest idle first, so a strictly
+            # higher score is needed to displace an earlier agent (the tie-break).
+            best: list[tuple[int, Agent]] = []
+            for agent in pool:
                 examined += 1
+                if not requirement.matches(agent.skills):  # cheap test before the scoring
+                    continue
                 score = requirement.score(agent.skills)
-                if score is not None:
-                    ranked.append((-score, len(ranked), agent))
-            ranked.sort(key=lambda r: (r[0], r[1]))
-            picked = [r[2] for r in ranked[:2]]
-            scores = [-r[0] for r in ranked[:2]]
+                assert score is not None
+                if len(best) < 2 or score > best[1][0]:
+                    best.append((score, agent))
+                    best.sort(key=lambda b: -b[0])  # stable: equal scores keep pool order
+                    del best[2:]
+            picked = [agent for _, agent in best]
+            scores = [score for score, _ in best]
         else:  # random-weighted
-            eligible = [a for a in pool if requirement.matches(a.skills)]
-            examined = len(pool)
+            eligible = candidates if screened else [a for a in pool if requirement.matches(a.skills)]
+            examined = len(candidates)
             if eligible:
                 winner = self._random.choices(eligible, weights=[a.weight for a in eligible])[0]
                 picked = [winner] + [a for a in eligible if a is not winner][:1]
         if not picked:
             return None, {}
-        if strategy is Strategy.ROUND_ROBIN:
-            self._round_robin_last[call.queue] = picked[0].id_order
         why: dict[str, Any] = {
             "strategy": strategy.value,
             "step": call.step_index,
             "requirement": requirement.describe(),
             "available_members": len(pool),
+            # from the requirement's index: how many available members satisfy it
+            "eligible_available": len(candidates) if screened else None,
             "examined": examined,
             "winner": self._agent_summary(picked[0], scores[0] if scores else None, requirement),
             "runner_up": self._agent_summary(picked[1], scores[1] if len(scores) > 1 else None, requirement)
@@ -822,6 +857,9 @@ class Router:
                 "enqueued_at": call.enqueued_at, "requirement": call.requirement.describe()}
 
     def _make_offer(self, call: Call, agent: Agent, now: float, why: dict[str, Any]) -> list[Effect]:
+        if self._configs[call.queue].strategy is Strategy.ROUND_ROBIN:
+            # every offer moves the rotation, also one an agent took on becoming free
+            self._round_robin_last[call.queue] = agent.id_order
         self._remove_waiting(call)
         call.offers_made += 1
         offer_id = f"{call.call_id}/{call.offers_made}"
@@ -840,30 +878,45 @@ class Router:
         return [offer, offered, reserved]
 
     def _restep(self, call: Call, now: float) -> list[Effect]:
-        """Re-read a waiting call's active step; if it changed, regroup it and try to offer it."""
+        """Re-read a waiting call's active step; if it changed, regroup it (a step_changed
+        event). Offering it is left to _settle, which offers best-first."""
         index = self._active_index(call, now)
         if index == call.step_index:
             return []
         self._remove_waiting(call)
         call.step_index = index
         self._add_waiting(call)
-        changed = Event("step_changed", call.call_id, call.queue, None,
-                        {"step": index, "requirement": call.requirement.describe(), "wait": now - call.enqueued_at})
-        return [changed, *self._offer_call(call, now, "step_changed")]
+        return [self._step_changed(call, now)]
 
-    def _settle(self, now: float) -> list[Effect]:
-        """Re-read metric steps after a change that may have moved a queue's figures. Only a
-        ladder whose set of holding conditions changed is re-read, call by call, best first."""
+    @staticmethod
+    def _step_changed(call: Call, now: float) -> Event:
+        return Event("step_changed", call.call_id, call.queue, None,
+                     {"step": call.step_index, "requirement": call.requirement.describe(),
+                      "wait": now - call.enqueued_at})
+
+    def _settle(self, now: float, *, arriving: Call | None = None, trigger: str = "") -> list[Effect]:
+        """After any change: re-read the metric steps whose conditions flipped (only those
+        ladders' calls), then offer the re-stepped calls and ``arriving`` (a call that has just
+        become waiting, offered with ``trigger``) best first, so a newcomer whose arrival
+        widened the queue cannot take an agent ahead of an older caller it widened too.
+        Offers move the figures again, so repeat until nothing changes."""
         effects: list[Effect] = []
-        for _ in range(len(self._calls) + 1):  # each round offers a call or stops
-            changed = [c for q in self._configs for c in self._metric_changes(q)]
-            if not changed:
-                break
-            before = len(effects)
-            for call in sorted(changed, key=lambda c: c.order_key):
+        for _ in range(len(self._calls) + 2):  # each round makes an offer or stops
+            stepped = []
+            for call in sorted((c for q in self._configs for c in self._metric_changes(q)),
+                               key=lambda c: c.order_key):
+                if call.state is CallState.WAITING and (changed := self._restep(call, now)):
+                    effects.extend(changed)
+                    stepped.append(call)
+            todo = stepped if arriving is None or any(c is arriving for c in stepped) else [*stepped, arriving]
+            arriving = None
+            offered = False
+            for call in sorted(todo, key=lambda c: c.order_key):
                 if call.state is CallState.WAITING:
-                    effects.extend(self._restep(call, now))
-            if len(effects) == before:
+                    made = self._offer_call(call, now, "step_changed" if call in stepped else trigger)
+                    offered = offered or bool(made)
+                    effects.extend(made)
+            if not offered:
                 break
         return effects
 
@@ -878,6 +931,8 @@ class Router:
             if self._metric_holding.get((queue, ladder)) != holding:
                 self._metric_holding[(queue, ladder)] = holding
                 flipped.add(ladder)
+        if not flipped:
+            return []  # the usual case: nothing to re-read, and no waiting call touched
         return [c for group in self._groups[queue].values() for c in group if c.steps in flipped]
 
     def _active_index(self, call: Call, now: float) -> int:
@@ -890,12 +945,13 @@ class Router:
         time and sequence), with its step re-read since time has passed while it rang."""
         call.state = CallState.WAITING
         call.agent_id = call.offer_id = None
-        call.step_index = self._active_index(call, now)
-        self._add_waiting(call)
-        timers = self._call_timers(call, now)
+        before = call.step_index
+        self._join_waiting(call, now)
+        effects: list[Effect] = [self._step_changed(call, now)] if call.step_index != before else []
+        effects.extend(self._call_timers(call, now))
         if call.max_wait_due:
-            return timers + self._max_wait_action(call, now)
-        return timers + self._offer_call(call, now, "offer_withdrawn")
+            return effects + self._max_wait_action(call, now)
+        return effects + self._settle(now, arriving=call, trigger="offer_withdrawn")
 
     def _cancel_offer(self, call: Call, agent: Agent) -> CancelOffer:
         assert call.offer_id is not None
@@ -951,19 +1007,47 @@ class Router:
     def _pool_add(self, agent: Agent) -> None:
         for queue in agent.queues:
             bisect.insort(self._pools[queue], agent, key=self._pool_keys[queue])
+            for requirement, (members, key) in self._eligible[queue].items():
+                if requirement.matches(agent.skills):
+                    bisect.insort(members, agent, key=key)
 
     def _pool_remove(self, agent: Agent) -> None:
+        # Skills never change while an agent is in the pools (set_profile takes it out first),
+        # so the same requirements match and the same keys find it.
         for queue in agent.queues:
-            pool = self._pools[queue]
-            key = self._pool_keys[queue]
-            index = bisect.bisect_left(pool, key(agent), key=key)
-            assert pool[index] is agent, f"agent {agent.agent_id} missing from pool {queue}"
-            del pool[index]
+            _remove_sorted(self._pools[queue], agent, self._pool_keys[queue])
+            for requirement, (members, key) in self._eligible[queue].items():
+                if requirement.matches(agent.skills):
+                    _remove_sorted(members, agent, key)
+
+    def _roll_pools(self, now: float) -> None:
+        """At the first decision of a new day, agents who have been available since yesterday
+        start today's figures at zero too, and the pools ordered by them are re-sorted."""
+        day = self._day_of(now)
+        if day == self._pools_day:
+            return
+        self._pools_day = day
+        for agent in self._agents.values():
+            if agent.state is AgentState.AVAILABLE and agent.day != day:
+                self._pool_remove(agent)
+                self._roll_day(agent, now)
+                self._pool_add(agent)
 
     def _roll_day(self, agent: Agent, now: float) -> None:
         day = self._day_of(now)
         if agent.day != day:
             agent.day, agent.calls_today, agent.talk_today = day, 0, 0.0
+
+    def _join_waiting(self, call: Call, now: float) -> None:
+        """Add a call to the waiting groups at the step that applies with the call itself
+        counted in its queue's figures (a metric step may depend on the queue's length)."""
+        call.step_index = self._active_index(call, now)
+        self._add_waiting(call)
+        index = self._active_index(call, now)
+        if index != call.step_index:
+            self._remove_waiting(call)
+            call.step_index = index
+            self._add_waiting(call)
 
     def _add_waiting(self, call: Call) -> None:
         group = self._groups[call.queue].setdefault(call.requirement, [])
@@ -986,6 +1070,9 @@ class Router:
             ladders[call.steps] -= 1
             if not ladders[call.steps]:
                 del ladders[call.steps]
+                # no waiting call uses the ladder: forget what held, so that the next caller
+                # with it is compared with the figures of its own time, not stale ones
+                self._metric_holding.pop((call.queue, call.steps), None)
 
     def _checked_queues(self, queues: Iterable[str]) -> frozenset[str]:
         if isinstance(queues, str):

@@ -153,8 +153,15 @@ class Steps:
     # Whether any step depends on the queue's live metrics (not only on time waited).
     has_metric_steps: bool = field(init=False, compare=False, repr=False)
 
+    _hash: int = field(init=False, compare=False, repr=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "has_metric_steps", any(isinstance(s, MetricStep) for s in self.steps))
+        # The router keys tables by ladder on every queue change; hash the tree once.
+        object.__setattr__(self, "_hash", hash(self.steps))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def time_steps(self) -> tuple[TimeStep, ...]:
