@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from datetime import datetime
 
@@ -73,12 +74,15 @@ class Engine:
         await self.agi.start(self.settings.agi_host, self.settings.agi_port)
         self._start_web()
         await self.ami.connect()
-        self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat(), name="heartbeat")
+        loop = asyncio.get_running_loop()
+        self._heartbeat_task = loop.create_task(self._heartbeat(), name="heartbeat")
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)  # the usual "re-read your config"
         self.events.record("engine_started", data={"queues": self.routing.queue_names})
         log.info("engine up: AGI %s:%d, web http://%s:%d/api", self.settings.agi_host, self.settings.agi_port,
                  self.settings.web_host, self.settings.web_port)
 
     async def stop(self) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
@@ -220,6 +224,12 @@ class Engine:
         log.info("routing reloaded from %s: %d queue(s), %d agent profile(s)", plan.source, len(plan.queues),
                  len(plan.agents))
         return {"queues": plan.queue_names, "agents": len(plan.agents)}
+
+    def _reload_on_signal(self) -> None:
+        try:
+            self.reload_routing()
+        except (RoutingConfigError, RoutingError) as exc:
+            log.error("routing file not reloaded, the running rules stay: %s", exc)
 
     def _flow_queues(self) -> set[str]:
         return {node.queue for flow in self.flows.values() for node in flow.nodes.values()

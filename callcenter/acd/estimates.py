@@ -42,6 +42,10 @@ class QueueStats:
         if waited > SHORT_ABANDON_SECONDS:
             self._outcome(False)
 
+    def missed(self) -> None:
+        """The caller left the queue unanswered without hanging up (e.g. it overflowed)."""
+        self._outcome(False)
+
     def _outcome(self, met: bool) -> None:
         if len(self._outcomes) == self._outcomes.maxlen:
             self._met -= self._outcomes[0]

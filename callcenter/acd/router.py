@@ -288,7 +288,11 @@ class Router:
         A figure with no data is left out (and so never triggers a step)."""
         stats = self._stats[queue]
         metrics: dict[str, float] = {}
-        wait = stats.estimated_wait(self._waiting_count[queue] + 1, self._staffed[queue], len(self._pools[queue]))
+        # a new caller starts at the queue's first step: only members satisfying it can take it now
+        first = self._configs[queue].steps.steps[0].require
+        index = self._eligible[queue].get(first)
+        free = len(self._pools[queue]) if index is None else len(index[0])
+        wait = stats.estimated_wait(self._waiting_count[queue] + 1, self._staffed[queue], free)
         if wait is not None:
             metrics["estimated_wait"] = wait
         if stats.service_level is not None:
@@ -308,7 +312,9 @@ class Router:
         if call is None or call.state is not CallState.WAITING:
             return 0.0 if call is not None else None
         q = call.queue
-        return self._stats[q].estimated_wait(self.position(call), self._staffed[q], len(self._pools[q]))
+        # A waiting call has no free agent it could take (or it would be ringing one), so it
+        # waits for members to free up, whatever the number of free but unsuitable ones.
+        return self._stats[q].estimated_wait(self.position(call), self._staffed[q], 0)
 
     def agents_snapshot(self, now: float) -> list[dict[str, Any]]:
         """Every known agent as plain data, ordered by agent id."""
@@ -591,6 +597,7 @@ class Router:
         if limit.action is MaxWaitAction.OVERFLOW:
             assert limit.target is not None
             source = call.queue
+            self._stats[source].missed()  # not answered there in time
             call.queue = limit.target
             call.queue_entered_at = now
             call.steps = self._configs[call.queue].steps  # an override was for the first queue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import urllib.error
 
 from tests.stack.conftest import new_caller
@@ -148,6 +149,12 @@ def test_reloading_the_routing_file_moves_a_waiting_caller_to_the_new_rules(engi
     assert offered["data"]["wait"] >= 1.5, "the caller kept its original enqueue time"
     assert result.ok and weak.answered_calls() == 1
     assert [e["kind"] for e in engine.events(call_id)].count("queued") == 1, "not re-queued, not dropped"
+
+    # operators may also send the engine SIGHUP, as with most daemons
+    routing_file.write_text(strict.replace("strategy: longest-idle", "strategy: round-robin"))
+    engine.proc.send_signal(signal.SIGHUP)
+    engine.wait_for_event("routing_reconfigured", after=offered["id"], timeout=10)
+    assert next(q for q in engine.api("GET", "/api/queues") if q["queue"] == "support")["strategy"] == "round-robin"
 
 
 def _reload_status(engine) -> tuple[int, str]:

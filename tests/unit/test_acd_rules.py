@@ -223,16 +223,19 @@ def test_a_calls_own_steps_replace_its_queues():
 
 # Queue under pressure: a caller starts at billing >= 7 and widens to billing >= 3 while a new
 # caller would wait more than 300 s (180 s per call, one agent: two waiting callers are enough).
-PRESSURE = ladder((0, "billing >= 7"), ("estimated_wait > 300", "billing >= 3"))
+# With 180 s per call and one staffed member who cannot take the call, a new caller behind n
+# waiting ones expects (n + 1) x 180 s: it widens from the third caller on (540 s).
+PRESSURE = ladder((0, "billing >= 7"), ("estimated_wait > 500", "billing >= 3"))
 
 
 def test_estimated_wait_step_widens_waiting_callers_as_soon_as_more_callers_arrive():
     router = make_router(queue("billing", steps=PRESSURE))
     router.login("1001", {"billing"}, 0, skills={"billing": 2})  # staffed, never eligible
     assert router.enqueue("c1", "billing", 10) == [queued("c1", "billing", "billing >= 7")]
-    assert router.queue_metrics("billing") == {"estimated_wait": 180.0}  # a new caller, behind c1
+    # a new caller, behind c1: the free member is not free for it, so 2 x 180 s
+    assert router.queue_metrics("billing") == {"estimated_wait": 360.0}
 
-    # Counting c2 itself, a new caller would now wait 360 s: c2 starts wide and c1 widens.
+    # Counting c2 itself, a new caller would now wait 540 s: c2 starts wide and c1 widens.
     assert router.enqueue("c2", "billing", 20) == [
         queued("c2", "billing", "billing >= 3"),
         step_changed("c1", "billing", 1, "billing >= 3", 10),
@@ -248,10 +251,10 @@ def test_caller_whose_arrival_widens_the_queue_does_not_jump_ahead_of_older_call
 
 
 def test_estimated_wait_step_narrows_again_when_the_wait_drops():
-    router = make_router(queue("billing", steps=PRESSURE))
+    router = make_router(queue("billing", steps=PRESSURE, initial_handle_seconds=300))
     router.login("1001", {"billing"}, 0, skills={"billing": 9})
     router.enqueue("c0", "billing", 1)
-    answer(router, "c0", 6)  # the only agent is busy: 360 s for c1 and a caller after it
+    answer(router, "c0", 6)  # the only agent is busy: 2 x 300 s for a caller after c1
     assert router.enqueue("c1", "billing", 10) == [queued("c1", "billing", "billing >= 3")]
 
     # A 15 s call plus 5 s wrap-up: 20 s per call now, so c1 + a new caller wait 40 s.
@@ -274,9 +277,9 @@ def test_metric_step_is_read_afresh_for_a_ladder_whose_callers_had_all_left():
     router.enqueue("a", "billing", 1)  # 2 callers ahead: widened at once
     for call_id in ["a", "x", "y"]:  # the last caller on PRESSURE leaves while the step holds
         router.abandon(call_id, 2)
-    assert router.enqueue("b", "billing", 4) == [queued("b", "billing", "billing >= 7")]  # 180 s
+    assert router.enqueue("b", "billing", 4) == [queued("b", "billing", "billing >= 7")]  # 360 s
     assert router.enqueue("c", "billing", 5) == [
-        queued("c", "billing", "billing >= 3"),  # 360 s
+        queued("c", "billing", "billing >= 3"),  # 540 s
         step_changed("b", "billing", 1, "billing >= 3", 1),
     ]  # as in a router that never saw "a"
 
@@ -622,6 +625,20 @@ def test_overflow_keeps_the_callers_place_but_starts_the_new_queues_steps_at_the
     assert waiting(router, "main") == [] and waiting(router, "overflow_queue") == ["c1", "local"]
     assert offered_to(router.login("1001", {"overflow_queue"}, 70, skills={"billing": 9})) == [("c1", "1001")]
 
+
+def test_overflow_counts_as_a_missed_call_in_the_source_queues_service_level():
+    router = overflow_router()
+    router.enqueue("c1", "main", 0)
+    assert "service_level" not in router.queue_metrics("main")
+    router.timer_fired("maxwait:c1", 60)
+    assert router.queue_metrics("main")["service_level"] == 0.0
+    assert "service_level" not in router.queue_metrics("overflow_queue")  # not decided there yet
+
+def test_a_waiting_callers_estimate_ignores_free_members_who_cannot_take_it():
+    router = make_router(queue("billing", steps=ladder((0, "billing >= 7"))))
+    router.login("1001", {"billing"}, 0, skills={"billing": 2})  # free, but not for billing >= 7
+    router.enqueue("c1", "billing", 1)
+    assert router.estimated_wait("c1") == 180.0  # waits for a member to finish a call, not 0 s
 
 def test_overflow_drops_the_calls_own_steps():
     router = overflow_router()
