@@ -510,9 +510,9 @@ class RouterMachine(RuleBasedStateMachine):
             lambda c: active_step_at(c.steps, c.queue_entered_at, self.now, self.router.queue_metrics(c.queue)).require)
 
 
-# 600 runs of up to 50 steps (each step one or more router calls, all checked): about 20 s.
+# 1000 runs of up to 50 steps (each step one or more router calls, all checked): about 35 s.
 RouterMachine.TestCase.settings = settings(
-    max_examples=600,
+    max_examples=1000,
     stateful_step_count=50,
     derandomize=True,
     database=None,
