@@ -227,11 +227,8 @@ class Router:
         for call in waiting:
             self._remove_waiting(call)
         for agent in self._agents.values():
-            if agent.state is AgentState.AVAILABLE:
-                self._pool_remove(agent)
-            self._count_staffed(agent, -1)
             agent.queues = agent.queues & names
-        self._install_queues(configs)
+        self._install_queues(configs)  # rebuilds the pools and staffing counts from the agents
         effects: list[Effect] = [Event("routing_reconfigured", data={"queues": sorted(names)})]
         for call in self._calls.values():
             if not call.steps_overridden:
