@@ -43,6 +43,7 @@ class Settings(BaseModel):
     asterisk_conf_dir: Path = PROJECT_DIR / "asterisk_conf"
     dialplan_dir: Path = PROJECT_DIR / "dialplan"
     flows_dir: Path = PROJECT_DIR / "ivr_flows"
+    flows_poll_seconds: Seconds = Field(1.0, description="how often the engine looks for edited flow files")
     routing_file: Path = Field(PROJECT_DIR / "routing.yaml", description="queues, strategies, steps, agents' skills")
 
     ami_host: str = "127.0.0.1"

@@ -20,7 +20,7 @@ from callcenter.asterisk.process import AsteriskInstance
 from callcenter.config import Settings
 from callcenter.events.log import EventLog, read_events
 from callcenter.ivr.agi_runner import run_flow
-from callcenter.ivr.flow import load_flows
+from callcenter.ivr.library import FlowLibrary
 from callcenter.runtime import BackgroundTasks
 from callcenter.storage import make_engine
 from callcenter.web.api import ApiError, ApiRoot, JsonApi
@@ -50,7 +50,7 @@ class Engine:
         self.db = make_engine(settings.db_url)
         self.events = EventLog(self.db)
         self.routing: RoutingPlan = load_routing(settings.routing_file)
-        self.flows = load_flows(settings.flows_dir, known_queues=set(self.routing.queue_names))
+        self.flows = FlowLibrary(settings.flows_dir, known_queues=lambda: set(self.routing.queue_names))
         self.router = Router(self.routing.queues, ring_timeout=settings.ring_timeout,
                              wrapup_seconds=settings.wrapup_seconds,
                              max_no_answers=self.routing.max_no_answers,
@@ -66,6 +66,7 @@ class Engine:
         self.recordings_dir = AsteriskInstance(settings).recordings_dir
         self._tasks = BackgroundTasks()
         self._heartbeat_task: asyncio.Task | None = None
+        self._flows_task: asyncio.Task | None = None
         self._web_port = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -76,6 +77,7 @@ class Engine:
         await self.ami.connect()
         loop = asyncio.get_running_loop()
         self._heartbeat_task = loop.create_task(self._heartbeat(), name="heartbeat")
+        self._flows_task = loop.create_task(self._watch_flows(), name="watch flows")
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)  # the usual "re-read your config"
         self.events.record("engine_started", data={"queues": self.routing.queue_names})
         log.info("engine up: AGI %s:%d, web http://%s:%d/api", self.settings.agi_host, self.settings.agi_port,
@@ -83,9 +85,10 @@ class Engine:
 
     async def stop(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        for task in (self._heartbeat_task, self._flows_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._web_port is not None:
             stopped = self._web_port.stopListening()
             self._web_port = None
@@ -160,6 +163,23 @@ class Engine:
             log.error("call %s could not be queued (%s); sending it to the fallback route", call_id, exc)
             self.events.record("queue_refused", call_id=call_id, data={"error": str(exc)[:200]})
             self._tasks.spawn(self.ami.redirect(channel, "cc-fallback", "s"), f"redirect {call_id}")
+
+    # ------------------------------------------------------------------ IVR flows, hot reload
+    async def _watch_flows(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flows_poll_seconds)
+            try:
+                await self.reload_flows()
+            except OSError as exc:  # e.g. the directory is being replaced; the next scan retries
+                log.warning("flows directory not scanned: %s", exc)
+
+    async def reload_flows(self) -> list[dict]:
+        """Apply what changed in the flows directory now (the watcher does this every
+        flows_poll_seconds); every change is an event: flow_loaded / flow_rejected / flow_removed."""
+        changes = await asyncio.to_thread(self.flows.refresh)
+        for change in changes:
+            self.events.record(f"flow_{change.kind}", data=change.as_dict())
+        return [change.as_dict() for change in changes]
 
     # ------------------------------------------------------------------ FastAGI -> IVR
     async def _ivr(self, channel: AgiChannel) -> None:
@@ -265,6 +285,12 @@ class Engine:
         api.add("GET", "/api/agents", lambda **_: self.router.agents_snapshot(now()))
         api.add("GET", "/api/events", self._events_endpoint)
         api.add("GET", "/api/calls/{call_id}/explain", self._explain_endpoint)
+        api.add("GET", "/api/flows", lambda **_: self.flows.status())
+
+        async def flows_reload(**_):
+            return await self.reload_flows()
+
+        api.add("POST", "/api/flows/reload", flows_reload)
 
         def reload_handler(**_):
             try:

@@ -19,6 +19,7 @@ from callcenter.config import Settings
 from callcenter.ivr.flow import FLOW_SUFFIXES, Flow, FlowError, flow_json_schema, load_flow
 from callcenter.ivr.lint import Finding, has_errors, lint_paths
 from callcenter.ivr.simulate import parse_digits, render, simulate
+from callcenter.web.cli_client import api_call, show
 
 # What --at accepts: a local date and time, as people write it and as ISO 8601 writes it.
 AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
@@ -32,7 +33,8 @@ def _settings(ctx: click.Context) -> Settings:
 
 @click.group("flows")
 def flows() -> None:
-    """IVR flow files: check them, and dry-run a caller through one."""
+    """IVR flow files: check them, dry-run a caller through one, and see what the running engine
+    serves (it reloads edited files by itself)."""
 
 
 @flows.command("check")
@@ -126,3 +128,17 @@ def _for_display(finding: Finding) -> Finding:
 def schema() -> None:
     """Print the JSON Schema of flow files (published as ivr_flows/flow.schema.json)."""
     click.echo(json.dumps(flow_json_schema(), indent=2, sort_keys=True))
+
+
+@flows.command("status")
+@click.pass_context
+def status_command(ctx: click.Context) -> None:
+    """The running engine's flows: file, when loaded, and any error keeping an edit out."""
+    show(api_call(ctx, "GET", "/api/flows"))
+
+
+@flows.command("reload")
+@click.pass_context
+def reload_command(ctx: click.Context) -> None:
+    """Make the running engine pick up edited flow files now (it also does so by itself)."""
+    show(api_call(ctx, "POST", "/api/flows/reload", {}))

@@ -79,15 +79,18 @@ def engine(asterisk, settings_file, stack_dir, request):
 
 @pytest.fixture
 def engine_with_routing(asterisk, stack_dir, request):
-    """engine_with_routing(yaml_text) starts the engine with that routing file instead of the
-    project's (the Asterisk instance is shared, so the queues must be ones the flows know)."""
+    """engine_with_routing(yaml_text, **settings) starts the engine with that routing file
+    instead of the project's, and any other settings changed (the Asterisk instance is shared,
+    so the queues must be ones the flows know)."""
     with contextlib.ExitStack() as stack:
-        def start(routing_text: str) -> EngineProcess:
+        def start(routing_text: str | None = None, **overrides) -> EngineProcess:
             name = request.node.name
-            routing = stack_dir / f"routing-{name}.yaml"
-            routing.write_text(routing_text)
+            if routing_text is not None:
+                routing = stack_dir / f"routing-{name}.yaml"
+                routing.write_text(routing_text)
+                overrides["routing_file"] = routing
             config = write_settings(stack_dir / f"settings-{name}.yaml", data_dir=stack_dir / "data",
-                                    routing_file=routing, **TEST_SETTINGS)
+                                    **{**TEST_SETTINGS, **overrides})
             return stack.enter_context(running_engine(asterisk, config, stack_dir / f"engine-{name}.log"))
         yield start
 
