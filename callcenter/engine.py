@@ -13,6 +13,7 @@ from datetime import datetime
 
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
 from callcenter.acd.router import Router, RoutingError
+from callcenter.acd.steps import Steps
 from callcenter.acd.shell import AcdShell
 from callcenter.asterisk.ami import AmiClient
 from callcenter.asterisk.fastagi import AgiChannel, FastAgiServer
@@ -67,6 +68,9 @@ class Engine:
         self._tasks = BackgroundTasks()
         self._heartbeat_task: asyncio.Task | None = None
         self._flows_task: asyncio.Task | None = None
+        # Widening steps an IVR queue node gave a caller, until the caller reaches the hold loop.
+        # Not kept across an engine restart: a re-adopted caller gets its queue's steps.
+        self._ivr_steps: dict[str, Steps] = {}
         self._web_port = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -133,6 +137,7 @@ class Engine:
         name = event.get("Event", "")
         uniqueid = event.get("Uniqueid", "")
         if name == "Hangup":
+            self._ivr_steps.pop(uniqueid, None)
             self.acd.channel_hung_up(uniqueid)
         elif name == "BridgeEnter":
             self.acd.leg_bridged(uniqueid)
@@ -157,7 +162,7 @@ class Engine:
             priority = int(event.get("CCPriority") or 0)
             enqueued_at = float(event.get("EnqueuedAt") or 0) or None
             self.acd.caller_waiting(call_id, event.get("Queue", ""), priority, channel,
-                                    event.get("CallerIDNum", ""), enqueued_at)
+                                    event.get("CallerIDNum", ""), enqueued_at, steps=self._ivr_steps.pop(call_id, None))
         except (RoutingError, ValueError) as exc:
             # never leave a caller in a queue nobody serves: send them to the fallback route
             log.error("call %s could not be queued (%s); sending it to the fallback route", call_id, exc)
@@ -189,7 +194,10 @@ class Engine:
             log.error("no IVR flow %r (call %s)", flow_name, channel.uniqueid)
             self.events.record("ivr_missing_flow", call_id=channel.uniqueid, data={"flow": flow_name})
             return  # the dialplan sends a call without CC_ACTION to the fallback route
-        await run_flow(channel, flow, flow_name, self.events)
+        finish = await run_flow(channel, flow, flow_name, self.events)
+        if finish.steps is not None:
+            # the queue node's own steps, used when the caller announces itself from the hold loop
+            self._ivr_steps[channel.uniqueid] = finish.steps
 
     async def _events_endpoint(self, query: dict, **_) -> list[dict]:
         try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from callcenter.acd.model import CancelOffer, Divert, Event, Offer, StartTimer
 from callcenter.acd.router import Router
+from callcenter.acd.steps import Steps
 from callcenter.asterisk.ami import AmiClient, AmiError
 from callcenter.events.log import EventLog
 from callcenter.runtime import BackgroundTasks
@@ -75,7 +76,7 @@ class AcdShell:
                 log.error("unknown ACD effect %r", effect)
 
     def caller_waiting(self, call_id: str, queue: str, priority: int, caller_channel: str,
-                       caller_number: str, enqueued_at: float | None = None) -> None:
+                       caller_number: str, enqueued_at: float | None = None, *, steps: Steps | None = None) -> None:
         """The dialplan says this caller is in the hold loop. Repeats for a known call are ignored
         (a caller announces itself again when the engine changes)."""
         if self.router.call(call_id) is not None:
@@ -83,7 +84,7 @@ class AcdShell:
         now = self.clock()
         self.apply(self.router.enqueue(
             call_id, queue, now, priority=priority,
-            enqueued_at=min(enqueued_at, now) if enqueued_at else None,
+            enqueued_at=min(enqueued_at, now) if enqueued_at else None, steps=steps,
             attrs={"caller_channel": caller_channel, "caller_number": CALLER_NUMBER.sub("", caller_number)[:32]}))
 
     def caller_left(self, call_id: str, reason: str) -> None:

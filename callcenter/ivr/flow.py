@@ -20,8 +20,9 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from callcenter.acd.steps import StepsError, validate_steps
 from callcenter.asterisk.names import PROTOCOL_BREAKING, SOUND_NAME
 from callcenter.yaml_source import YamlSourceError, compose_yaml, list_index, locate_mark
 from callcenter.config import QUEUE_NAME
@@ -127,6 +128,15 @@ class MenuNode(_NodeBase):
             yield ("default",), self.default
 
 
+def _checked_steps(raw: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if raw is not None:
+        try:
+            validate_steps(raw)
+        except StepsError as exc:
+            raise ValueError(str(exc)) from None
+    return raw
+
+
 class QueueNode(_NodeBase):
     """End the IVR: the caller waits in this queue.
 
@@ -138,6 +148,9 @@ class QueueNode(_NodeBase):
     type: Literal["queue"]
     queue: Annotated[str, Field(pattern=QUEUE_NAME.pattern)]
     priority: Annotated[int, Field(strict=True, ge=-10, le=10)] = 0
+    # This caller's own widening steps, replacing the queue's (same form as in routing.yaml),
+    # e.g. [{after: 0, require: "lang.zh >= 5"}, {after: 60, require: "true"}].
+    steps: Annotated[list[dict[str, Any]] | None, AfterValidator(_checked_steps)] = None
 
 
 class PlayNode(_NodeBase):

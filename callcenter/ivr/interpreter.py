@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from callcenter.acd.steps import Steps, validate_steps
 from callcenter.ivr.expressions import CALLER, evaluate, parse_condition, render_template
 from callcenter.ivr.flow import (
     PRIORITY,
@@ -70,6 +71,7 @@ class Finish:
     queue: str | None = None
     priority: int = 0
     variables: dict[str, str] = field(default_factory=dict)
+    steps: Steps | None = None  # the queue node's own widening steps, replacing the queue's
 
 
 Instruction = Collect | Play | Finish
@@ -186,7 +188,7 @@ class IvrSession:
                 self._log("queue", queue=node.queue, priority=priority)
                 return Finish("queue", node.queue, priority, {
                     "CC_ACTION": "queue", "CC_QUEUE": node.queue, "CC_PRIORITY": str(priority),
-                    **self._dialplan_variables()})
+                    **self._dialplan_variables()}, steps=validate_steps(node.steps) if node.steps else None)
             case SetNode():
                 self._set(node)
                 return self._enter(node.next)

@@ -70,7 +70,9 @@ class SimResult:
             "prompts": list(self.prompts),
             "trail": [asdict(entry) for entry in self.trail],
             "result": {"action": self.finish.action, "queue": self.finish.queue,
-                       "priority": self.finish.priority},
+                       "priority": self.finish.priority,
+                       # None: the queue's own steps from the routing file apply
+                       "steps": self.finish.steps.describe() if self.finish.steps else None},
             "variables": self.variables,
             "unused_keys": list(self.unused_keys),
         }
@@ -170,5 +172,6 @@ def _entry(entry: TrailEntry) -> str:
 
 def _finish(finish: Finish) -> str:
     if finish.action == "queue":
-        return f"queue {finish.queue} with priority {finish.priority}"
+        steps = "; ".join(finish.steps.describe()) if finish.steps else "the queue's own steps"
+        return f"queue {finish.queue} with priority {finish.priority}, requiring {steps}"
     return "hangup"

@@ -163,3 +163,26 @@ def _reload_status(engine) -> tuple[int, str]:
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())["error"]
     return 200, ""
+
+
+def test_an_ivr_queue_node_gives_its_callers_their_own_steps(engine_with_routing, phones, stack_dir):
+    flows = stack_dir / "flows-own-steps"
+    flows.mkdir()
+    (flows / "main.yaml").write_text("""start: welcome
+nodes:
+  welcome: {type: menu, prompts: [hello], options: {"1": sales, "2": support}, timeout: 3, default: support}
+  sales: {type: queue, queue: sales}
+  support:
+    type: queue
+    queue: support
+    steps: [{after: 0, require: "billing >= 3"}]
+""")
+    engine = engine_with_routing(ROUTING, flows_dir=flows)
+    weak = phones("1004", mode="answer", ring_delay_ms=200)
+    engine.login("1004")  # billing 3: too weak for the queue's own first step, enough for the flow's
+
+    _, _, queued, offered, answered = asyncio.run(call_and_watch(engine, "13900000035", hold_ms=3000))
+
+    assert queued["data"]["requirement"] == "billing >= 3"
+    assert offered["data"]["why"]["requirement"] == "billing >= 3" and offered["data"]["wait"] < 1.0
+    assert answered["agent_id"] == "1004" and weak.answered_calls() == 1

@@ -319,7 +319,7 @@ def test_rendering_lists_the_walk_and_the_prompts_in_order(main_flow) -> None:
     assert lines[2:4] == ["      caller: presses 9", "      trail: welcome menu_invalid key=9"]
     assert "      trail: welcome menu_default target=support" in lines
     assert lines[-3:] == [
-        "result: queue support with priority 0",
+        "result: queue support with priority 0, requiring the queue's own steps",
         "variables: CC_ACTION=queue CC_QUEUE=support CC_PRIORITY=0",
         "prompts played: " + ", ".join((*MENU, "pm-invalid-option", *MENU, "please-try-again", *MENU)),
     ]
@@ -327,7 +327,7 @@ def test_rendering_lists_the_walk_and_the_prompts_in_order(main_flow) -> None:
 
 def test_result_as_dict_is_json(main_flow) -> None:
     data = json.loads(json.dumps(simulate(main_flow, ["2"], at=datetime(2026, 11, 23, 9)).as_dict()))
-    assert data["result"] == {"action": "queue", "queue": "support", "priority": 0}
+    assert data["result"] == {"action": "queue", "queue": "support", "priority": 0, "steps": None}
     assert data["at"] == "2026-11-23T09:00:00"
     assert data["steps"][0]["trail"][0] == {"node": "welcome", "kind": "menu_choice",
                                             "data": {"key": "2", "target": "support"}}
@@ -404,7 +404,7 @@ def test_simulate_by_name_and_by_path(project: Path) -> None:
     by_path = run("simulate", "flows/main.yaml", "--digits", "1", "--format", "json")
     assert by_path.exit_code == 0
     data = json.loads(by_path.stdout)
-    assert data["result"] == {"action": "queue", "queue": "sales", "priority": 0}
+    assert data["result"] == {"action": "queue", "queue": "sales", "priority": 0, "steps": None}
     assert data["prompts"] == ["hello", "digits/1"] and data["at"] is None
 
 

@@ -442,7 +442,7 @@ def test_simulate_the_example_vip_caller() -> None:
         "      trail: route branch case=0 target=vip",
         "      trail: vip set variables=priority,segment",
         "      trail: support queue queue=support priority=5",
-        "result: queue support with priority 5",
+        "result: queue support with priority 5, requiring the queue's own steps",
         "variables: CC_ACTION=queue CC_QUEUE=support CC_PRIORITY=5 CC_VAR_account=912345 "
         "CC_VAR_segment=vip CC_VAR_language=zh CC_VAR_priority=5",
         "prompts played: hello",
