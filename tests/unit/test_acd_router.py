@@ -17,9 +17,8 @@ from callcenter.acd.model import (
     StartTimer,
 )
 from callcenter.acd.router import Router
+from tests.unit.acd_effects import RING, WRAPUP, agent_state, ringing
 
-RING = 15.0
-WRAPUP = 5.0
 
 
 @pytest.fixture
@@ -33,34 +32,6 @@ def offers(effects: list[Effect]) -> list[Offer]:
 
 def kinds(effects: list[Effect]) -> list[str]:
     return [e.kind if isinstance(e, Event) else type(e).__name__ for e in effects]
-
-
-def state_event(agent_id: str, state: str, reason: str | None = None) -> Event:
-    return Event("agent_state", None, None, agent_id, {"state": state, "reason": reason})
-
-
-class OfferedEvent:
-    """Equal to the router's `offered` event for this offer, whatever its explanation says."""
-
-    def __init__(self, call_id: str, queue: str, agent_id: str, offer_id: str, attempt: int) -> None:
-        self.expected = (call_id, queue, agent_id, offer_id, attempt)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Event) and other.kind == "offered" and self.expected == (
-            other.call_id, other.queue, other.agent_id, other.data.get("offer_id"), other.data.get("attempt"))
-
-    def __repr__(self) -> str:
-        return f"OfferedEvent{self.expected}"
-
-
-def offered(call_id: str, n: int, queue: str, agent_id: str) -> list[object]:
-    """The three effects of one offer, in the order the router emits them."""
-    offer_id = f"{call_id}/{n}"
-    return [
-        Offer(offer_id, call_id, agent_id, queue, RING),
-        OfferedEvent(call_id, queue, agent_id, offer_id, n),
-        state_event(agent_id, "reserved"),
-    ]
 
 
 def connect(router: Router, call_id: str, now: float) -> None:
@@ -144,7 +115,7 @@ def test_enqueue_with_available_agent_emits_queued_then_offer(router):
     router.login("1001", {"sales"}, now=0)
     effects = router.enqueue("c1", "sales", now=10, priority=2)
     queued = Event("queued", "c1", "sales", None, {"priority": 2, "requirement": "true"})
-    assert effects == [queued, *offered("c1", 1, "sales", "1001")]
+    assert effects == [queued, *ringing("c1", 1, "sales", "1001")]
     agent = router.agent("1001")
     assert agent.state is AgentState.RESERVED and agent.state_since == 10
     assert agent.idle_since == 0  # being offered a call is not the end of idle time
@@ -222,7 +193,7 @@ def test_agent_with_two_skills_takes_longest_waiting_call_across_queues(router):
     router.enqueue("support-1", "support", now=1)
     router.enqueue("sales-2", "sales", now=3)
     effects = router.login("1001", {"sales", "support"}, now=10)
-    assert effects == [state_event("1001", "available"), *offered("support-1", 1, "support", "1001")]
+    assert effects == [agent_state("1001", "available"), *ringing("support-1", 1, "support", "1001")]
 
 
 def test_agent_with_two_skills_takes_higher_priority_before_longer_wait(router):
@@ -255,7 +226,7 @@ def test_answer_connects_call_and_counts_it(router):
     effects = router.offer_answered("c1/1", now=7)
     assert effects == [
         Event("answered", "c1", "sales", "1001", {"offer_id": "c1/1", "wait": 5}),
-        state_event("1001", "on_call"),
+        agent_state("1001", "on_call"),
     ]
     call, agent = router.call("c1"), router.agent("1001")
     assert call.state is CallState.CONNECTED and call.answered_at == 7 and call.agent_id == "1001"
@@ -277,8 +248,8 @@ def test_ring_no_answer_pauses_agent_and_reoffers_to_next_agent(router):
     effects = router.offer_failed("c1/1", "ring-no-answer", now=25)
     assert effects == [
         Event("ring_no_answer", "c1", "sales", "1001", {"offer_id": "c1/1"}),
-        state_event("1001", "paused", "ring-no-answer"),
-        *offered("c1", 2, "sales", "1002"),
+        agent_state("1001", "paused", "ring-no-answer"),
+        *ringing("c1", 2, "sales", "1002"),
     ]
     agent = router.agent("1001")
     assert agent.state is AgentState.PAUSED and agent.pause_reason == "ring-no-answer"
@@ -303,7 +274,7 @@ def test_failed_agent_is_not_offered_the_call_again_until_unpaused(router):
     router.offer_failed("c1/1", "ring-no-answer", now=16)
     assert router.call("c1").state is CallState.WAITING
     effects = router.unpause("1001", now=20)
-    assert effects == [state_event("1001", "available"), *offered("c1", 2, "sales", "1001")]
+    assert effects == [agent_state("1001", "available"), *ringing("c1", 2, "sales", "1001")]
 
 
 @pytest.mark.parametrize("reason, kind", [("busy", "busy"), ("unreachable", "unreachable")])
@@ -313,7 +284,7 @@ def test_other_offer_failures_use_the_reason_as_event_and_pause_reason(router, r
     effects = router.offer_failed("c1/1", reason, now=2)
     assert effects[:2] == [
         Event(kind, "c1", "sales", "1001", {"offer_id": "c1/1"}),
-        state_event("1001", "paused", reason),
+        agent_state("1001", "paused", reason),
     ]
     assert router.agent("1001").pause_reason == reason
 
@@ -348,7 +319,7 @@ def test_call_end_starts_wrapup_timer_then_wrapup_done_dispatches(router):
     ended = router.call_ended("c1", now=63)
     assert ended == [
         Event("ended", "c1", "sales", "1001", {"talk": 60}),
-        state_event("1001", "wrap_up"),
+        agent_state("1001", "wrap_up"),
         StartTimer(key="wrapup:1001", at=63 + WRAPUP),
     ]
     assert router.call("c1") is None
@@ -358,8 +329,8 @@ def test_call_end_starts_wrapup_timer_then_wrapup_done_dispatches(router):
     done = router.wrapup_done("1001", now=68)
     assert done == [
         Event("wrapup_done", "c1", None, "1001", {}),
-        state_event("1001", "available"),
-        *offered("c2", 1, "sales", "1001"),
+        agent_state("1001", "available"),
+        *ringing("c2", 1, "sales", "1001"),
     ]
     assert router.agent("1001").idle_since == 68
 
@@ -373,8 +344,8 @@ def test_zero_wrapup_goes_straight_to_available_and_dispatches():
     effects = router.call_ended("c1", now=10)
     assert effects == [
         Event("ended", "c1", "sales", "1001", {"talk": 8}),
-        state_event("1001", "available"),
-        *offered("c2", 1, "sales", "1001"),
+        agent_state("1001", "available"),
+        *ringing("c2", 1, "sales", "1001"),
     ]
     assert not any(isinstance(e, StartTimer) for e in effects)
     assert router.agent("1001").idle_since == 10
@@ -409,7 +380,7 @@ def test_abandon_while_ringing_cancels_offer_and_frees_agent_with_idle_time_inta
     assert effects == [
         CancelOffer("c1/1", "c1", "1001"),
         Event("abandoned", "c1", "sales", "1001", {"wait": 5, "stage": "ringing"}),
-        state_event("1001", "available"),
+        agent_state("1001", "available"),
     ]
     agent = router.agent("1001")
     assert agent.state is AgentState.AVAILABLE and agent.idle_since == 0 and agent.offer_id is None
@@ -423,7 +394,7 @@ def test_abandon_while_ringing_redispatches_agent_to_next_caller(router):
     router.enqueue("c2", "sales", now=2)
     effects = router.abandon("c1", now=4)
     assert kinds(effects) == ["CancelOffer", "abandoned", "agent_state", "Offer", "offered", "agent_state"]
-    assert effects[3:] == offered("c2", 1, "sales", "1001")
+    assert effects[3:] == ringing("c2", 1, "sales", "1001")
 
 
 def test_call_ended_on_unconnected_call_is_an_abandon(router):
@@ -465,7 +436,7 @@ def test_wrapup_timer_after_pause_in_wrapup_is_ignored(router):
     router.enqueue("c1", "sales", now=1)
     connect(router, "c1", now=2)
     router.call_ended("c1", now=3)
-    assert router.pause("1001", "lunch", now=4) == [state_event("1001", "paused", "lunch")]
+    assert router.pause("1001", "lunch", now=4) == [agent_state("1001", "paused", "lunch")]
     assert router.wrapup_done("1001", now=8) == []
     assert router.agent("1001").state is AgentState.PAUSED
 
@@ -488,8 +459,8 @@ def test_logout_while_reserved_cancels_and_reoffers_with_original_place(router):
     effects = router.logout("1001", now=4)
     assert effects == [
         CancelOffer("c1/1", "c1", "1001"),
-        state_event("1001", "logged_out"),
-        *offered("c1", 2, "sales", "1002"),
+        agent_state("1001", "logged_out"),
+        *ringing("c1", 2, "sales", "1002"),
     ]
     call = router.call("c1")
     assert (call.enqueued_at, call.priority) == (2, 1)
@@ -517,7 +488,7 @@ def test_pause_while_reserved_cancels_and_requeues(router):
     router.login("1001", {"sales"}, now=0)
     router.enqueue("c1", "sales", now=1)
     effects = router.pause("1001", "break", now=2)
-    assert effects == [CancelOffer("c1/1", "c1", "1001"), state_event("1001", "paused", "break")]
+    assert effects == [CancelOffer("c1/1", "c1", "1001"), agent_state("1001", "paused", "break")]
     assert router.call("c1").state is CallState.WAITING
     assert router.agent("1001").pause_reason == "break"
 
@@ -554,7 +525,7 @@ def test_pause_while_paused_changes_the_reason(router):
     router.login("1001", {"sales"}, now=0)
     router.enqueue("c1", "sales", now=1)
     router.offer_failed("c1/1", "ring-no-answer", now=2)
-    assert router.pause("1001", "training", now=3) == [state_event("1001", "paused", "training")]
+    assert router.pause("1001", "training", now=3) == [agent_state("1001", "paused", "training")]
     assert router.agent("1001").pause_reason == "training"
 
 
@@ -573,7 +544,7 @@ def test_unpause_and_relogin_make_agent_available_and_dispatch(router):
 def test_set_skills_dispatches_an_available_agent_to_its_new_queue(router):
     router.login("1001", {"sales"}, now=0)
     router.enqueue("c1", "support", now=1)
-    assert router.set_profile("1001", 2, queues={"support"})[1:] == offered("c1", 1, "support", "1001")
+    assert router.set_profile("1001", 2, queues={"support"})[1:] == ringing("c1", 1, "support", "1001")
 
 
 def test_set_skills_leaves_a_ringing_offer_alone_and_applies_next_time(router):

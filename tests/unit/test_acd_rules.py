@@ -27,9 +27,8 @@ from callcenter.acd.model import (
 )
 from callcenter.acd.router import Router
 from callcenter.acd.steps import Steps, validate_steps
+from tests.unit.acd_effects import RING, WRAPUP, agent_state, ringing
 
-RING = 15.0
-WRAPUP = 5.0
 EXAMPLE = "billing >= 5 and (lang.zh >= 3 or lang.en >= 3)"
 
 
@@ -71,40 +70,12 @@ def why(effects: list[Effect]) -> dict[str, Any]:
     return event.data["why"]
 
 
-def agent_state(agent_id: str, state: str, reason: str | None = None) -> Event:
-    return Event("agent_state", None, None, agent_id, {"state": state, "reason": reason})
-
-
 def queued(call_id: str, queue_name: str, requirement: str, priority: int = 0) -> Event:
     return Event("queued", call_id, queue_name, None, {"priority": priority, "requirement": requirement})
 
 
 def step_changed(call_id: str, queue_name: str, step: int, requirement: str, wait: float) -> Event:
     return Event("step_changed", call_id, queue_name, None, {"step": step, "requirement": requirement, "wait": wait})
-
-
-class OfferedEvent:
-    """Equal to the router's `offered` event for this offer, whatever its explanation says."""
-
-    def __init__(self, call_id: str, agent_id: str, offer_id: str) -> None:
-        self.expected = (call_id, agent_id, offer_id)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Event) and other.kind == "offered" and self.expected == (
-            other.call_id, other.agent_id, other.data.get("offer_id"))
-
-    def __repr__(self) -> str:
-        return f"OfferedEvent{self.expected}"
-
-
-def ringing(call_id: str, attempt: int, queue_name: str, agent_id: str) -> list[object]:
-    """The three effects of one offer, in the order the router emits them."""
-    offer_id = f"{call_id}/{attempt}"
-    return [
-        Offer(offer_id, call_id, agent_id, queue_name, RING),
-        OfferedEvent(call_id, agent_id, offer_id),
-        agent_state(agent_id, "reserved"),
-    ]
 
 
 # ---- driving the router ------------------------------------------------------------------------
