@@ -9,13 +9,7 @@ from pathlib import Path
 import click
 
 from callcenter.acd.config import RoutingConfigError, load_routing
-from callcenter.config import Settings
-from callcenter.web.cli_client import api_call, show
-
-
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.find_root().obj
-    return (obj or {}).get("settings") or Settings.load()
+from callcenter.web.cli_client import api_call, command_settings, show
 
 
 @click.group("routing")
@@ -29,7 +23,7 @@ def routing() -> None:
 @click.pass_context
 def check(ctx: click.Context, path: Path | None, fmt: str) -> None:
     """Validate a routing file (default: the configured one); non-zero exit on any problem."""
-    path = path or _settings(ctx).routing_file
+    path = path or command_settings(ctx).routing_file
     try:
         plan = load_routing(path)
     except RoutingConfigError as exc:

@@ -19,16 +19,10 @@ from callcenter.config import Settings
 from callcenter.ivr.flow import FLOW_SUFFIXES, Flow, FlowError, flow_json_schema, load_flow
 from callcenter.ivr.lint import Finding, has_errors, lint_paths
 from callcenter.ivr.simulate import parse_digits, render, simulate
-from callcenter.web.cli_client import api_call, show
+from callcenter.web.cli_client import api_call, command_settings, show
 
 # What --at accepts: a local date and time, as people write it and as ISO 8601 writes it.
 AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
-
-
-def _settings(ctx: click.Context) -> Settings:
-    # Run under the main group, its settings (with --config applied); run on its own, the defaults.
-    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
-    return obj.get("settings") or Settings.load()
 
 
 @click.group("flows")
@@ -48,7 +42,7 @@ def check(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> None:
     caller, queues the settings do not define, and prompts the provisioned Asterisk cannot play.
     Exits non-zero when there is any error (warnings alone do not fail).
     """
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     findings = [_for_display(f) for f in lint_paths(
         paths or (settings.flows_dir,), queues=_queue_names(settings), asterisk_root=settings.asterisk_root)]
     errors = sum(f.severity == "error" for f in findings)
@@ -77,7 +71,7 @@ def check(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> None:
 def simulate_command(ctx: click.Context, flow: str, digits: str, caller: str, at: datetime | None,
                      fmt: str) -> None:
     """Walk a caller through FLOW (a flow name in the flows directory, or a file) without a phone."""
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     try:
         keys = parse_digits(digits)
     except ValueError as exc:

@@ -1,4 +1,5 @@
-"""The command line's client for the engine's JSON API (agent control, live views, reloads)."""
+"""What the command groups share: the settings they run with, and the client for the engine's
+JSON API (agent control, live views, reloads)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,19 @@ from typing import Any
 
 import click
 
+from callcenter.config import Settings
+
+
+def command_settings(ctx: click.Context) -> Settings:
+    """Run under the main group, its settings (with --config applied); run on its own, the defaults."""
+    obj = ctx.find_root().obj
+    return (obj.get("settings") if isinstance(obj, dict) else None) or Settings.load()
+
 
 def api_call(ctx: click.Context, method: str, path: str, body: dict | None = None) -> Any:
     """One request to the running engine named by the command's settings; failures become a
     ClickException saying what the engine answered, or that it is not running."""
-    s = ctx.find_root().obj["settings"]
+    s = command_settings(ctx)
     url = f"http://{s.web_host}:{s.web_port}{path}"
     data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
     req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
