@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Strin
 
 from callcenter.acd.model import MaxWait, MaxWaitAction, QueueConfig, RoutingError, Strategy
 from callcenter.acd.requirements import SkillError, check_known_skills, check_skills, unknown_skill_reason
-from callcenter.acd.router import Router
+from callcenter.acd.router import checked_queue_configs
 from callcenter.acd.steps import StepsError, validate_steps
 from callcenter.config import AGENT_ID, QUEUE_NAME
 from callcenter.yaml_source import YamlSourceError, compose_yaml, locate_mark
@@ -176,7 +176,7 @@ def _build(doc: _RoutingDocument, problem) -> tuple[dict[str, Any], list[Routing
             max_wait=max_wait, initial_handle_seconds=float(raw.initial_handle_seconds)))
     if not problems:
         try:
-            Router(queues, ring_timeout=1, wrapup_seconds=0)  # overflow targets exist, no circles
+            checked_queue_configs(queues)  # overflow targets exist, no circles
         except RoutingError as exc:
             problems.append(problem(("queues",), str(exc)))
     agents: dict[str, AgentProfile] = {}

@@ -100,6 +100,30 @@ def pool_key(strategy: Strategy) -> Callable[[Agent], tuple]:
     return lambda a: (a.idle_since, a.id_order)  # longest idle, and best proficiency's tie-break
 
 
+def checked_queue_configs(queues: Iterable[str | QueueConfig]) -> list[QueueConfig]:
+    """Queue names unique, overflow targets known, and no overflow chain that circles."""
+    configs = [q if isinstance(q, QueueConfig) else QueueConfig(q) for q in queues]
+    if not configs:
+        raise RoutingError("a router needs at least one queue")
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise RoutingError(f"queue names must be unique: {names}")
+    known = set(names)
+    for config in configs:
+        target = config.max_wait.target if config.max_wait else None
+        if target is not None and target not in known:
+            raise RoutingError(f"queue {config.name}: max_wait overflows to unknown queue {target!r}")
+    by_name = {c.name: c for c in configs}
+    for config in configs:  # an overflow chain must end somewhere, or callers circle forever
+        seen, current = {config.name}, config
+        while current.max_wait is not None and current.max_wait.target is not None:
+            current = by_name[current.max_wait.target]
+            if current.name in seen:
+                raise RoutingError(f"queue {config.name}: max_wait overflows in a circle back to {current.name}")
+            seen.add(current.name)
+    return configs
+
+
 class Router:
     """ACD core for one set of queues. Pure: no I/O, no clock; randomness only from a seeded
     generator (the random-weighted strategy), so a run is reproducible."""
@@ -148,32 +172,9 @@ class Router:
         self._offers: dict[str, Call] = {}  # outstanding offer id -> its call
         self._next_sequence = 0
         self._pools_day: int | None = None  # the day the pools' "today" figures belong to
-        self._install_queues(self._checked_configs(queues))
+        self._install_queues(checked_queue_configs(queues))
 
     # ---- configuration --------------------------------------------------------------------
-
-    @staticmethod
-    def _checked_configs(queues: Iterable[str | QueueConfig]) -> list[QueueConfig]:
-        configs = [q if isinstance(q, QueueConfig) else QueueConfig(q) for q in queues]
-        if not configs:
-            raise RoutingError("a router needs at least one queue")
-        names = [c.name for c in configs]
-        if len(set(names)) != len(names):
-            raise RoutingError(f"queue names must be unique: {names}")
-        known = set(names)
-        for config in configs:
-            target = config.max_wait.target if config.max_wait else None
-            if target is not None and target not in known:
-                raise RoutingError(f"queue {config.name}: max_wait overflows to unknown queue {target!r}")
-        by_name = {c.name: c for c in configs}
-        for config in configs:  # an overflow chain must end somewhere, or callers circle forever
-            seen, current = {config.name}, config
-            while current.max_wait is not None and current.max_wait.target is not None:
-                current = by_name[current.max_wait.target]
-                if current.name in seen:
-                    raise RoutingError(f"queue {config.name}: max_wait overflows in a circle back to {current.name}")
-                seen.add(current.name)
-        return configs
 
     def _install_queues(self, configs: list[QueueConfig]) -> None:
         old_stats = self._stats
@@ -214,7 +215,7 @@ class Router:
         """Swap in new queue rules without dropping a call: waiting calls keep their enqueue time
         and move to the new rules at once (steps, weight, strategy, max wait, aging). Refused,
         changing nothing, if the new rules are invalid or drop a queue that still has calls."""
-        configs = self._checked_configs(queues)
+        configs = checked_queue_configs(queues)
         aging = self.priority_aging_seconds if priority_aging_seconds is None else priority_aging_seconds
         no_answers = self.max_no_answers if max_no_answers is None else max_no_answers
         self._check_tuning(aging, no_answers)
