@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
+from callcenter.acd.model import AgentState
 from callcenter.acd.router import Router, RoutingError
 from callcenter.acd.steps import Steps
 from callcenter.acd.shell import AcdShell
@@ -245,7 +246,7 @@ class Engine:
         self.routing = plan
         for agent in list(self.router.agents()):
             profile = plan.agents.get(agent.agent_id)
-            if profile is not None and agent.state.value != "logged_out":
+            if profile is not None and agent.state is not AgentState.LOGGED_OUT:
                 effects += self.router.set_profile(agent.agent_id, now, queues=profile.queues, skills=profile.skills,
                                                    wrapup_seconds=profile.wrapup_seconds, weight=profile.weight)
         self.acd.apply(effects)
