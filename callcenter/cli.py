@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -113,6 +114,12 @@ def up(ctx: click.Context, demo: bool, exit_after_demo: bool) -> None:
 
         engine = Engine(settings)
         await engine.start()
+        from callcenter.crm.store import CrmStore
+        from callcenter.demo import seed_demo_customers
+
+        seeded = await asyncio.to_thread(seed_demo_customers, CrmStore(engine.db, region=settings.crm_region))
+        if seeded:
+            click.echo(f"demo customers for the service line: {seeded}")
         click.echo(_banner(settings, instance))
         code = 0
         if demo:
@@ -140,6 +147,8 @@ def _banner(settings: Settings, instance) -> str:
         "",
         "callcenter is up:",
         "  dial      sip:5000@127.0.0.1:5060 (from any SIP client on this machine; 1 = sales, 2 = support)",
+        "            sip:5001@127.0.0.1:5060 the service line: language, account number (12345678 is a VIP),",
+        "            place in line and estimated wait (closed outside Shanghai business hours)",
         f"  agents    agent1001..agent1010 ring at: {', '.join(list(settings.agents.values())[:2])}, ...",
         f"  web API   http://{settings.web_host}:{settings.web_port}/api/queues  (/agents, /events, /health)",
         f"  database  {settings.db_url}",
@@ -218,6 +227,7 @@ def events(ctx, call_id):
 def _register_capability_commands() -> None:
     # each capability owns its own command group
     from callcenter.acd.cli import routing
+    from callcenter.crm.cli import crm
     from callcenter.ivr.cli import flows
     from callcenter.kpi.cli import staffing
     from callcenter.kpi.report_cli import report
@@ -226,6 +236,7 @@ def _register_capability_commands() -> None:
     main.add_command(routing)
     main.add_command(staffing)
     main.add_command(report)
+    main.add_command(crm)
 
 
 _register_capability_commands()

@@ -61,6 +61,9 @@ class Settings(BaseModel):
     web_port: Port = 8080
 
     agents: dict[str, str] = Field(default_factory=default_agent_contacts)
+    # where transfer nodes' numbers are sent (the trunk's outbound contact; see dialplan cc-outbound)
+    trunk_contact: str = Field("sip:127.0.0.1:5070", pattern=r"^sips?:([A-Za-z0-9_.+-]+@)?[A-Za-z0-9_.-]+(:[0-9]{1,5})?$")
+    transfer_ring_seconds: Annotated[int, Field(ge=5, le=300)] = 30
 
     ring_timeout: Seconds = 15.0
     wrapup_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
@@ -69,6 +72,9 @@ class Settings(BaseModel):
     hold_slice: Annotated[int, Field(ge=1, le=60)] = 2
     fallback_max_wait: Annotated[int, Field(ge=10, le=7200)] = 300
     max_hold_seconds: Annotated[int, Field(ge=10, le=86400)] = 1800  # then the fallback route
+    crm_region: str = Field("CN", pattern=r"^[A-Z]{2}$",
+                            description="default region for phone numbers without a country code")
+    crm_lookup_timeout: Seconds = Field(0.5, description="a slower CRM lookup is treated as unknown caller")
 
     @field_validator("agents")
     @classmethod

@@ -7,6 +7,7 @@ import asyncio
 import time
 import wave
 from collections.abc import Callable
+from pathlib import Path
 
 from callcenter.config import Settings
 from callcenter.events.log import read_events
@@ -17,6 +18,8 @@ from callcenter.sipp import agent_phone, caller_in_slot, caller_scenario
 DEMO_AGENTS = [("1003", "never_answer", ["support"]),
                ("1001", "answer_then_hangup", ["support"]),
                ("1002", "answer_then_hangup", ["sales"])]
+# A few customers for the service line (DID 5001): account 12345678 is a Chinese-speaking VIP.
+DEMO_CUSTOMERS = Path(__file__).with_name("customers.csv")
 # (caller number, keys pressed, what it shows)
 DEMO_CALLERS = [("13800000001", "2", "presses 2 (support)"),
                 ("13800000002", "1", "presses 1 (sales)"),
@@ -95,3 +98,13 @@ def describe_call(caller_number: str, events: list[dict], recordings_dir) -> tup
         with wave.open(str(recording)) as wav:
             lines.append(f"recording {recording} ({wav.getnframes() / wav.getframerate():.1f} s)")
     return lines, answered
+
+
+def seed_demo_customers(store) -> str | None:
+    """Put the demo customers into an empty CRM (never into one that has customers); what was done."""
+    from callcenter.crm.importer import import_customers_csv
+
+    if store.customer_count():
+        return None
+    report = import_customers_csv(store, DEMO_CUSTOMERS)
+    return report.summary()

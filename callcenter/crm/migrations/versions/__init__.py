@@ -1,0 +1,1 @@
+"""CRM revision scripts, oldest first by their number (Alembic skips this file)."""
