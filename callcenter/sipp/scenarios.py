@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+from callcenter.sipp.dtmf import key_sequence_pcap
+
 #: Where Debian's sip-tester package installs its RTP recordings.
 PCAP_DIR = Path("/usr/share/sip-tester")
 
@@ -180,7 +182,9 @@ def caller_scenario(
         _ms("cancel_after_ms", cancel_after_ms, 1)
     _ms("answer_timeout_ms", answer_timeout_ms, 1)
     _ms("max_wait_for_bye_ms", max_wait_for_bye_ms, 1)
-    key_pcaps = [_pcap(dtmf_pcap(k, pcap_dir)) for k in keys]
+    # All keys in one recording, renumbered so that any sequence (a key lower than or equal to the
+    # one before) reaches Asterisk whole; see callcenter.sipp.dtmf.
+    keys_pcap = _pcap(key_sequence_pcap([dtmf_pcap(k, pcap_dir) for k in keys], key_gap_ms)) if keys else None
     audio = _pcap(pcap_dir / AUDIO_PCAP) if play_audio else None
 
     contact = f"<sip:{caller_number}@[local_ip]:[local_port];transport=[transport]>"
@@ -250,9 +254,9 @@ Content-Length: 0
             el.append(_label(label))
 
     wait(answer_wait_ms)
-    for pcap in key_pcaps:
-        el.append(_play(pcap))
-        wait(key_gap_ms)
+    if keys_pcap is not None:
+        el.append(_play(keys_pcap))
+        wait(key_gap_ms * len(keys))
     if audio is not None:
         el.append(_play(audio))
     if hold_ms is None:
