@@ -33,10 +33,22 @@ class _ServiceLevel(_Strict):
     seconds: Annotated[Number, Field(gt=0, le=3600)] = 20
 
 
-class _MaxWait(_Strict):
+class MaxWaitSpec(_Strict):
+    """A max wait as written in a file (routing.yaml's queues, and IVR queue nodes)."""
+
     seconds: Annotated[Number, Field(gt=0, le=86400)]
     then: Literal["overflow", "voicemail", "fallback"]
     queue: QueueName | None = None  # the overflow target
+
+    def shape_problem(self) -> str | None:
+        """What is wrong with the combination of fields, if anything."""
+        if (self.then == "overflow") != (self.queue is not None):
+            return "give 'queue' (the overflow target) with 'then: overflow', and only then"
+        return None
+
+    def to_max_wait(self) -> MaxWait:
+        """The router's form; only for a spec whose ``queue`` is given exactly when overflowing."""
+        return MaxWait(float(self.seconds), MaxWaitAction(self.then), self.queue)
 
 
 class _Queue(_Strict):
@@ -44,7 +56,7 @@ class _Queue(_Strict):
     weight: Annotated[StrictInt, Field(ge=-100, le=100)] = 0
     service_level: _ServiceLevel = _ServiceLevel()
     steps: list[dict[str, Any]] = [{"after": 0, "require": "true"}]
-    max_wait: _MaxWait | None = None
+    max_wait: MaxWaitSpec | None = None
     initial_handle_seconds: Annotated[Number, Field(gt=0, le=86400)] = 180
 
 
@@ -163,12 +175,11 @@ def _build(doc: _RoutingDocument, problem) -> tuple[dict[str, Any], list[Routing
             continue
         max_wait = None
         if raw.max_wait is not None:
-            action = MaxWaitAction(raw.max_wait.then)
-            if (action is MaxWaitAction.OVERFLOW) != (raw.max_wait.queue is not None):
-                problems.append(problem(("queues", name, "max_wait"),
-                                        "give 'queue' (the overflow target) with 'then: overflow', and only then"))
+            shape = raw.max_wait.shape_problem()
+            if shape is not None:
+                problems.append(problem(("queues", name, "max_wait"), shape))
                 continue
-            max_wait = MaxWait(float(raw.max_wait.seconds), action, raw.max_wait.queue)
+            max_wait = raw.max_wait.to_max_wait()
         queues.append(QueueConfig(
             name=name, strategy=raw.strategy, steps=steps, weight=raw.weight,
             service_level_target=float(raw.service_level.target),

@@ -145,6 +145,7 @@ class Call:
     # When the caller entered its current queue: the clock its widening steps and max_wait run on.
     queue_entered_at: float
     steps_overridden: bool = False  # the steps came with the call (IVR), not from the queue
+    max_wait_override: MaxWait | None = None  # the call's own max wait (IVR), in its first queue
     step_index: int = 0
     order_key: tuple = ()
     attrs: dict[str, Any] = field(default_factory=dict)

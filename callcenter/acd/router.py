@@ -42,6 +42,7 @@ from callcenter.acd.model import (
     Divert,
     Effect,
     Event,
+    MaxWait,
     MaxWaitAction,
     Offer,
     QueueConfig,
@@ -234,6 +235,9 @@ class Router:
         for call in self._calls.values():
             if not call.steps_overridden:
                 call.steps = self._configs[call.queue].steps
+            override = call.max_wait_override
+            if override is not None and override.target is not None and override.target not in names:
+                call.max_wait_override = None  # its overflow queue is gone: the queue's own applies
             call.order_key = self.call_key(call)
             call.step_index = self._active_index(call, now)
             # Re-derived from the new max wait: now for a waiting call, when a ringing one is back.
@@ -412,11 +416,13 @@ class Router:
         attrs: dict[str, Any] | None = None,
         enqueued_at: float | None = None,
         steps: Steps | None = None,
+        max_wait: MaxWait | None = None,
     ) -> list[Effect]:
         """A caller enters ``queue``. Call ids must be unique for the router's lifetime, since
         offer ids (the shell's idempotency keys) are derived from them. ``enqueued_at`` (default
         ``now``) keeps the place of a caller who was already waiting, e.g. one re-adopted after
-        an engine restart. ``steps`` overrides the queue's widening steps for this call."""
+        an engine restart. ``steps`` and ``max_wait`` override the queue's widening steps and max
+        wait for this call (an IVR queue node's own), while it is in this first queue."""
         if enqueued_at is not None and enqueued_at > now:
             raise RoutingError(f"enqueued_at {enqueued_at} is in the future (now {now})")
         if queue not in self._configs:
@@ -425,6 +431,8 @@ class Router:
             raise RoutingError(f"call {call_id!r} is already in the ACD")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise RoutingError(f"priority must be an int, got {priority!r}")
+        if max_wait is not None and max_wait.target is not None and max_wait.target not in self._configs:
+            raise RoutingError(f"max_wait overflows to unknown queue {max_wait.target!r}")
         arrived = now if enqueued_at is None else enqueued_at
         call = Call(
             call_id=call_id,
@@ -435,6 +443,7 @@ class Router:
             steps=steps or self._configs[queue].steps,
             queue_entered_at=arrived,
             steps_overridden=steps is not None,
+            max_wait_override=max_wait,
             attrs=dict(attrs or {}),
         )
         call.order_key = self.call_key(call)
@@ -579,7 +588,7 @@ class Router:
         call = self._calls.get(call_id)
         if call is None or call.state is CallState.CONNECTED:
             return []
-        limit = self._configs[call.queue].max_wait
+        limit = self._max_wait_of(call)
         if limit is None or call.queue_entered_at + limit.seconds > now:
             return []  # reconfigured since the timer was armed; the new timer stands
         if call.state is CallState.RINGING:
@@ -588,7 +597,7 @@ class Router:
         return self._max_wait_action(call, now) + self._settle(now)
 
     def _max_wait_action(self, call: Call, now: float) -> list[Effect]:
-        limit = self._configs[call.queue].max_wait
+        limit = self._max_wait_of(call)
         assert limit is not None
         call.max_wait_due = False
         self._remove_waiting(call)
@@ -598,8 +607,10 @@ class Router:
             self._stats[source].missed()  # not answered there in time
             call.queue = limit.target
             call.queue_entered_at = now
-            call.steps = self._configs[call.queue].steps  # an override was for the first queue
+            # the call's own steps and max wait were for the first queue
+            call.steps = self._configs[call.queue].steps
             call.steps_overridden = False
+            call.max_wait_override = None
             call.order_key = self.call_key(call)
             self._join_waiting(call, now)
             moved = Event("overflowed", call.call_id, call.queue, None,
@@ -616,7 +627,7 @@ class Router:
         due = next_change_at(call.steps, call.queue_entered_at, now)
         if due is not None:
             timers.append(StartTimer(f"step:{call.call_id}", due))
-        limit = self._configs[call.queue].max_wait
+        limit = self._max_wait_of(call)
         if limit is not None:
             at = call.queue_entered_at + limit.seconds
             if at <= now:
@@ -624,6 +635,9 @@ class Router:
             else:
                 timers.append(StartTimer(f"maxwait:{call.call_id}", at))
         return timers
+
+    def _max_wait_of(self, call: Call) -> MaxWait | None:
+        return call.max_wait_override or self._configs[call.queue].max_wait
 
     # ---- agents ---------------------------------------------------------------------------
 

@@ -618,6 +618,24 @@ def test_overflow_drops_the_calls_own_steps():
     assert router.call("c1").steps == router.queue_config("overflow_queue").steps
 
 
+def test_a_calls_own_max_wait_replaces_its_queues_and_is_dropped_on_overflow():
+    router = overflow_router()
+    own = MaxWait(20, MaxWaitAction.OVERFLOW, "overflow_queue")
+    assert router.enqueue("c1", "main", 0, max_wait=own) == [queued("c1", "main", "true"), StartTimer("maxwait:c1", 20)]
+    assert router.timer_fired("maxwait:c1", 19) == []  # a stale timer does nothing
+    moved = router.timer_fired("maxwait:c1", 20)
+    assert events(moved, "overflowed")[0].data == {"from": "main", "to": "overflow_queue", "wait": 20}
+    assert router.call("c1").max_wait_override is None
+
+
+def test_a_calls_own_max_wait_can_divert_from_a_queue_without_one():
+    router = make_router(queue("main"))
+    router.enqueue("c1", "main", 0, max_wait=MaxWait(45, MaxWaitAction.VOICEMAIL))
+    assert router.timer_fired("maxwait:c1", 45)[-1] == Divert("c1", "main", "voicemail", {})
+    with pytest.raises(RoutingError, match="unknown queue 'nowhere'"):
+        router.enqueue("c2", "main", 0, max_wait=MaxWait(45, MaxWaitAction.OVERFLOW, "nowhere"))
+
+
 @pytest.mark.parametrize("action", [MaxWaitAction.VOICEMAIL, MaxWaitAction.FALLBACK])
 def test_max_wait_diverts_the_caller_out_of_the_acd(action):
     router = make_router(queue("main", max_wait=MaxWait(60, action)))
