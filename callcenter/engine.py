@@ -11,10 +11,10 @@ import signal
 import time
 from datetime import datetime
 
+from callcenter.acd.announcements import AnnouncementPlan
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
 from callcenter.acd.model import AgentState
 from callcenter.acd.router import Router, RoutingError
-from callcenter.acd.steps import Steps
 from callcenter.acd.shell import AcdShell
 from callcenter.asterisk.ami import AmiClient
 from callcenter.asterisk.fastagi import AgiChannel, FastAgiServer
@@ -22,6 +22,10 @@ from callcenter.asterisk.process import AsteriskInstance
 from callcenter.config import Settings
 from callcenter.events.log import EventLog, read_events
 from callcenter.ivr.agi_runner import run_flow
+from callcenter.crm.lookup import CustomerDirectory
+from callcenter.crm.schema import migrate as migrate_crm
+from callcenter.crm.store import CrmStore
+from callcenter.ivr.interpreter import Finish, Lookup, LookupStatus
 from callcenter.ivr.library import FlowLibrary
 from callcenter.runtime import BackgroundTasks
 from callcenter.storage import make_engine
@@ -30,6 +34,8 @@ from callcenter.web.api import ApiError, ApiRoot, JsonApi
 log = logging.getLogger(__name__)
 
 AGENT_VERBS = ("login", "logout", "pause", "unpause")
+# How often due announcements are looked for; the hold loop then says them at its next slice.
+ANNOUNCE_TICK_SECONDS = 1.0
 
 
 class UnknownAgent(LookupError):
@@ -69,20 +75,27 @@ class Engine:
         self._tasks = BackgroundTasks()
         self._heartbeat_task: asyncio.Task | None = None
         self._flows_task: asyncio.Task | None = None
-        # Widening steps an IVR queue node gave a caller, until the caller reaches the hold loop.
-        # Not kept across an engine restart: a re-adopted caller gets its queue's steps.
-        self._ivr_steps: dict[str, Steps] = {}
+        # How an IVR queue node queued a caller (own steps, max wait, announcements), until the
+        # caller reaches the hold loop. Not kept across an engine restart: a re-adopted caller
+        # gets its queue's own rules and no announcements.
+        self._ivr_queue_terms: dict[str, Finish] = {}
+        self._announce_task: asyncio.Task | None = None
+        self.crm: CustomerDirectory | None = None  # once the CRM tables are migrated (start)
         self._web_port = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.events.start()
+        await asyncio.to_thread(migrate_crm, self.db)  # before any call can look a customer up
+        self.crm = CustomerDirectory(CrmStore(self.db, region=self.settings.crm_region),
+                                     self.settings.crm_lookup_timeout)
         await self.agi.start(self.settings.agi_host, self.settings.agi_port)
         self._start_web()
         await self.ami.connect()
         loop = asyncio.get_running_loop()
         self._heartbeat_task = loop.create_task(self._heartbeat(), name="heartbeat")
         self._flows_task = loop.create_task(self._watch_flows(), name="watch flows")
+        self._announce_task = loop.create_task(self._announce_positions(), name="announcements")
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)  # the usual "re-read your config"
         self.events.record("engine_started", data={"queues": self.routing.queue_names})
         log.info("engine up: AGI %s:%d, web http://%s:%d/api", self.settings.agi_host, self.settings.agi_port,
@@ -90,7 +103,7 @@ class Engine:
 
     async def stop(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        for task in (self._heartbeat_task, self._flows_task):
+        for task in (self._heartbeat_task, self._flows_task, self._announce_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -138,7 +151,7 @@ class Engine:
         name = event.get("Event", "")
         uniqueid = event.get("Uniqueid", "")
         if name == "Hangup":
-            self._ivr_steps.pop(uniqueid, None)
+            self._ivr_queue_terms.pop(uniqueid, None)
             self.acd.channel_hung_up(uniqueid)
         elif name == "BridgeEnter":
             self.acd.leg_bridged(uniqueid)
@@ -150,6 +163,11 @@ class Engine:
             self._caller_waiting(uniqueid, event)
         elif kind == "CCAgentAnswered":
             self.acd.agent_answered(uniqueid)
+        elif kind == "CCAnnounced":  # the hold loop has said what announce_due asked for
+            self.events.record("announce_played", call_id=uniqueid,
+                               data={"position": event.get("Position", ""), "minutes": event.get("Minutes", "")})
+        elif kind == "CCTransferFailed":
+            self.events.record("transfer_failed", call_id=uniqueid, data={"dial_status": event.get("DialStatus", "")})
         elif kind == "CCStaleAnswer":
             self.events.record("stale_answer", call_id=event.get("CallID"), agent_id=event.get("Agent"))
         elif kind == "CCFallback":
@@ -159,11 +177,15 @@ class Engine:
 
     def _caller_waiting(self, call_id: str, event) -> None:
         channel = event.get("Channel", "")
+        terms = self._ivr_queue_terms.pop(call_id, None)
         try:
             priority = int(event.get("CCPriority") or 0)
             enqueued_at = float(event.get("EnqueuedAt") or 0) or None
             self.acd.caller_waiting(call_id, event.get("Queue", ""), priority, channel,
-                                    event.get("CallerIDNum", ""), enqueued_at, steps=self._ivr_steps.pop(call_id, None))
+                                    event.get("CallerIDNum", ""), enqueued_at,
+                                    steps=terms.steps if terms else None, max_wait=terms.max_wait if terms else None,
+                                    announce=AnnouncementPlan(**terms.announce.model_dump())
+                                    if terms and terms.announce else None)
         except (RoutingError, ValueError) as exc:
             # never leave a caller in a queue nobody serves: send them to the fallback route
             log.error("call %s could not be queued (%s); sending it to the fallback route", call_id, exc)
@@ -195,10 +217,22 @@ class Engine:
             log.error("no IVR flow %r (call %s)", flow_name, channel.uniqueid)
             self.events.record("ivr_missing_flow", call_id=channel.uniqueid, data={"flow": flow_name})
             return  # the dialplan sends a call without CC_ACTION to the fallback route
-        finish = await run_flow(channel, flow, flow_name, self.events)
-        if finish.steps is not None:
-            # the queue node's own steps, used when the caller announces itself from the hold loop
-            self._ivr_steps[channel.uniqueid] = finish.steps
+        finish = await run_flow(channel, flow, flow_name, self.events, flows=self.flows.get, lookup=self._crm_lookup)
+        if finish.action == "queue":
+            # the queue node's own rules, used when the caller announces itself from the hold loop
+            self._ivr_queue_terms[channel.uniqueid] = finish
+
+    async def _crm_lookup(self, lookup: Lookup) -> tuple[LookupStatus, dict | None]:
+        """A lookup node's answer; the directory never raises and gives up after its timeout."""
+        if self.crm is None:
+            return "unavailable", None
+        outcome = await self.crm.lookup(lookup.by, lookup.value)
+        return outcome.status, outcome.card.ivr_facts() if outcome.card is not None else None
+
+    async def _announce_positions(self) -> None:
+        while True:
+            await asyncio.sleep(ANNOUNCE_TICK_SECONDS)
+            self.acd.announce_due()
 
     async def _events_endpoint(self, query: dict, **_) -> list[dict]:
         try:

@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from callcenter.acd.model import CancelOffer, Divert, Event, Offer, StartTimer
+from callcenter.acd.announcements import AnnouncementPlan, AnnouncementSchedule, announcement
+from callcenter.acd.model import Call, CallState, CancelOffer, Divert, Event, MaxWait, Offer, StartTimer
 from callcenter.acd.router import Router
 from callcenter.acd.steps import Steps
 from callcenter.asterisk.ami import AmiClient, AmiError
@@ -56,6 +57,7 @@ class AcdShell:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks = BackgroundTasks()
         self.legs: dict[str, AgentLeg] = {}  # agent leg uniqueid -> its offer, until the leg hangs up
+        self.announcements = AnnouncementSchedule()
 
     # ------------------------------------------------------------------ inputs
     def apply(self, effects: Iterable) -> None:
@@ -76,7 +78,8 @@ class AcdShell:
                 log.error("unknown ACD effect %r", effect)
 
     def caller_waiting(self, call_id: str, queue: str, priority: int, caller_channel: str,
-                       caller_number: str, enqueued_at: float | None = None, *, steps: Steps | None = None) -> None:
+                       caller_number: str, enqueued_at: float | None = None, *, steps: Steps | None = None,
+                       max_wait: MaxWait | None = None, announce: AnnouncementPlan | None = None) -> None:
         """The dialplan says this caller is in the hold loop. Repeats for a known call are ignored
         (a caller announces itself again when the engine changes)."""
         if self.router.call(call_id) is not None:
@@ -84,8 +87,30 @@ class AcdShell:
         now = self.clock()
         self.apply(self.router.enqueue(
             call_id, queue, now, priority=priority,
-            enqueued_at=min(enqueued_at, now) if enqueued_at else None, steps=steps,
+            enqueued_at=min(enqueued_at, now) if enqueued_at else None, steps=steps, max_wait=max_wait,
             attrs={"caller_channel": caller_channel, "caller_number": CALLER_NUMBER.sub("", caller_number)[:32]}))
+        if announce is not None and self.router.call(call_id) is not None:
+            self.announcements.add(call_id, announce, now)
+
+    def announce_due(self) -> None:
+        """Tell waiting callers whose announcement is due their place and estimated wait: only
+        CC_ANNOUNCE is set on the channel, and the hold loop says it at its next slice (so a
+        caller being bridged to an agent is never pulled away). A caller ringing an agent is
+        skipped this time round."""
+        for call_id, plan in self.announcements.due(self.clock()):
+            call = self.router.call(call_id)
+            if call is None or call.state is CallState.CONNECTED:
+                self.announcements.remove(call_id)
+                continue
+            if call.state is not CallState.WAITING:
+                continue
+            position, wait = self.router.position(call), self.router.estimated_wait(call_id)
+            text = announcement(plan, position, wait)
+            if text is None:
+                continue
+            self.events.record("announced", call_id=call_id, queue=call.queue,
+                               data={"position": position, "estimated_wait": wait, "said": text})
+            self._tasks.spawn(self._announce(call, text), f"announce {call_id}")
 
     def caller_left(self, call_id: str, reason: str) -> None:
         """The caller left the hold loop for the fallback route."""
@@ -116,6 +141,7 @@ class AcdShell:
         if leg is None:
             # the caller's own channel (its uniqueid is the call id): the end of the call, whatever
             # stage it was in; unknown channels are ignored by the router
+            self.announcements.remove(uniqueid)
             self.apply(self.router.call_ended(uniqueid, now))
             return
         if not leg.answered:
@@ -179,6 +205,12 @@ class AcdShell:
             log.warning("could not divert call %s to %s: %s", divert.call_id, divert.destination, exc)
             self.events.record("divert_failed", call_id=divert.call_id, queue=divert.queue,
                                data={"destination": divert.destination, "error": str(exc)[:200]})
+
+    async def _announce(self, call: Call, text: str) -> None:
+        try:
+            await self.ami.set_channel_var(call.attrs.get("caller_channel", ""), "CC_ANNOUNCE", text)
+        except (AmiError, TimeoutError, ConnectionError) as exc:
+            log.info("announcement for call %s not delivered: %s", call.call_id, exc)  # the next one may be
 
     async def _hangup_leg(self, channel_id: str) -> None:
         try:

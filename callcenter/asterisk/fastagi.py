@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from panoramisk.fast_agi import Request
 
-from callcenter.asterisk.names import PROTOCOL_BREAKING, SOUND_NAME
+from callcenter.asterisk.names import LANGUAGE, PROTOCOL_BREAKING, SAYABLE, SOUND_NAME
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,36 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def sound_list(prompts) -> str:
-    for p in prompts:
-        if not SOUND_NAME.match(p):
-            raise ValueError(f"not a valid sound name: {p!r}")
-    return "&".join(prompts)
+class Spoken(Protocol):
+    """Something to read out rather than play from a file (the IVR's ``Say``)."""
+
+    kind: str  # digits | number | alpha | time (HH:MM)
+    text: str
+
+
+Prompt = str | Spoken
+
+
+def checked_prompts(prompts: Iterable[Prompt]) -> list[Prompt]:
+    """The prompts, each checked to be a valid sound name or something its SAY command can read."""
+    checked = list(prompts)
+    for p in checked:
+        if isinstance(p, str):
+            if not SOUND_NAME.match(p):
+                raise ValueError(f"not a valid sound name: {p!r}")
+        elif p.kind not in SAYABLE or not SAYABLE[p.kind].match(p.text):
+            raise ValueError(f"cannot say {p.kind!r} {p.text!r}")
+    return checked
+
+
+def play_command(prompt: Prompt, escape: str) -> str:
+    if isinstance(prompt, str):
+        return f"STREAM FILE {quote(prompt)} {quote(escape)}"
+    if prompt.kind == "time":
+        # SAY DATETIME reads a moment; a time of day is that many seconds into a day, said in UTC.
+        hours, minutes = prompt.text.split(":")
+        return f"SAY DATETIME {int(hours) * 3600 + int(minutes) * 60} {quote(escape)} IMp UTC"
+    return f"SAY {prompt.kind.upper()} {quote(prompt.text)} {quote(escape)}"
 
 
 async def read_headers(reader: asyncio.StreamReader, max_bytes: int) -> dict[str, str]:
@@ -104,22 +130,23 @@ class AgiChannel:
             raise AgiCommandError(f"{line.split(' ', 1)[0]}: {result.get('msg') or result['error']}")
         return result
 
-    async def get_data(self, prompts, timeout: float, max_digits: int) -> str:
+    async def get_data(self, prompts: Iterable[Prompt], timeout: float, max_digits: int) -> str:
         """Play prompts (a key interrupts them), then collect up to max_digits keys; '' on timeout.
 
-        GET DATA plays a single file, so the prompts before the last are streamed with every key as
-        an escape digit; a key pressed there is the first digit collected.
+        GET DATA plays a single file, so the prompts before the last (and a last one that is said,
+        not a file) are played with every key as an escape digit; a key pressed there is the first
+        digit collected.
         """
-        prompts = list(prompts) or ["silence/1"]
-        sound_list(prompts)  # validate every name before anything is played
+        prompts = checked_prompts(prompts)  # every one checked before anything is played
+        last = prompts.pop() if prompts and isinstance(prompts[-1], str) else "silence/1"
         keys = ""
-        for prompt in prompts[:-1]:
-            keys = await self._stream_interruptible(prompt)
+        for prompt in prompts:
+            keys = await self._play(prompt, ALL_KEYS)
             if keys:
                 break
         if not keys:
             result = await self.command(
-                f"GET DATA {quote(prompts[-1])} {int(timeout * 1000)} {int(max_digits)}",
+                f"GET DATA {quote(last)} {int(timeout * 1000)} {int(max_digits)}",
                 timeout=timeout + 120)
             return result.get("result", ("", ""))[0]
         while len(keys) < max_digits and not keys.endswith("#"):
@@ -130,15 +157,21 @@ class AgiChannel:
             keys += chr(code)
         return keys
 
-    async def _stream_interruptible(self, prompt: str) -> str:
-        result = await self.command(f"STREAM FILE {quote(prompt)} {quote(ALL_KEYS)}", timeout=300)
+    async def _play(self, prompt: Prompt, escape: str) -> str:
+        """Play or say one prompt; the key that interrupted it, if any."""
+        result = await self.command(play_command(prompt, escape), timeout=300)
         code = int(result.get("result", ("0", ""))[0] or 0)
         return chr(code) if code > 0 else ""
 
-    async def stream(self, prompts) -> None:
-        sound_list(prompts)
-        for prompt in prompts:
-            await self.command(f'STREAM FILE {quote(prompt)} ""', timeout=300)
+    async def stream(self, prompts: Iterable[Prompt]) -> None:
+        for prompt in checked_prompts(prompts):
+            await self._play(prompt, "")
+
+    async def set_language(self, language: str) -> None:
+        """The channel's sound language: Asterisk plays sounds/<language>/x when it has it, else x."""
+        if not LANGUAGE.match(language):
+            raise ValueError(f"not a sound language: {language!r}")
+        await self.command(f"SET VARIABLE CHANNEL(language) {quote(language)}")
 
     async def set_variable(self, name: str, value: str) -> None:
         if not VARIABLE_NAME.match(name):

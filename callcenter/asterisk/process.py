@@ -75,6 +75,7 @@ class AsteriskInstance:
                 text = text.replace("{" + key + "}", value)
             (self.etc_dir / tmpl.name.removesuffix(".in")).write_text(text)
         self._write("pjsip_agents.conf", self._agents_conf())
+        self._write("pjsip_trunk.conf", f"[trunk-out]\ntype = aor\ncontact = {s.trunk_contact}\n")
         self._write("queues_fallback_members.conf",
                     "".join(f"member => PJSIP/agent{a}\n" for a in sorted(s.agents)))
         queues = load_routing(s.routing_file).queue_names
@@ -87,6 +88,7 @@ class AsteriskInstance:
             f"CC_RECORDINGS_DIR = {self.inst_in_root}/recordings",
             f"CC_FALLBACK_MAX_WAIT = {s.fallback_max_wait}",
             f"CC_MAX_HOLD = {s.max_hold_seconds}",
+            f"CC_TRANSFER_RING = {s.transfer_ring_seconds}",
             "",
         ]))
 

@@ -17,8 +17,9 @@ import click
 from callcenter.acd.config import RoutingConfigError, load_routing
 from callcenter.config import Settings
 from callcenter.ivr.flow import FLOW_SUFFIXES, Flow, FlowError, flow_json_schema, load_flow
-from callcenter.ivr.lint import Finding, has_errors, lint_paths
-from callcenter.ivr.simulate import parse_digits, render, simulate
+from callcenter.ivr.lint import Finding, FlowDirectory, has_errors, lint_paths
+from callcenter.ivr.interpreter import Lookup, LookupStatus
+from callcenter.ivr.simulate import LookupAnswer, no_crm, parse_digits, render, simulate
 from callcenter.web.cli_client import api_call, command_settings, show
 
 # What --at accepts: a local date and time, as people write it and as ISO 8601 writes it.
@@ -70,13 +71,18 @@ def check(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> None:
 @click.pass_context
 def simulate_command(ctx: click.Context, flow: str, digits: str, caller: str, at: datetime | None,
                      fmt: str) -> None:
-    """Walk a caller through FLOW (a flow name in the flows directory, or a file) without a phone."""
+    """Walk a caller through FLOW (a flow name in the flows directory, or a file) without a phone.
+
+    Lookup nodes read the configured CRM database (read only); goto nodes find flows next to FLOW.
+    """
     settings = command_settings(ctx)
     try:
         keys = parse_digits(digits)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--digits") from None
-    result = simulate(_load(flow, settings), keys, caller=caller, at=at)
+    loaded = _load(flow, settings)
+    result = simulate(loaded, keys, caller=caller, at=at, flows=FlowDirectory(Path(loaded.source).parent).get,
+                      lookup=_crm_answers(settings))
     click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else render(result))
 
 
@@ -87,6 +93,32 @@ def _load(flow: str, settings: Settings) -> Flow:
         return load_flow(path, known_queues=_queue_names(settings))
     except FlowError as exc:
         raise click.ClickException(f"flow cannot be loaded:\n{exc}") from None
+
+
+def _crm_answers(settings: Settings) -> LookupAnswer:
+    """Lookups answered from the configured CRM, as on a real call (without its timeout); without
+    CRM tables there, every lookup is "unavailable", as a call gets from a CRM that is down. The
+    database is opened at the first lookup, so flows without lookup nodes never touch it."""
+    from callcenter.crm.schema import CrmSchemaError
+    from callcenter.crm.store import CrmStore
+    from callcenter.storage import make_engine
+
+    stores: list[CrmStore | None] = []
+
+    def answer(lookup: Lookup) -> tuple[LookupStatus, dict | None]:
+        if not stores:
+            try:
+                stores.append(CrmStore(make_engine(settings.db_url), region=settings.crm_region))
+            except CrmSchemaError as exc:
+                click.echo(f"note: no CRM to look customers up in ({exc}); lookups answer 'unavailable'", err=True)
+                stores.append(None)
+        store = stores[0]
+        if store is None:
+            return no_crm(lookup)
+        card = store.lookup_by_number(lookup.value) if lookup.by == "caller" else store.lookup_by_account(lookup.value)
+        return ("found", card.ivr_facts()) if card is not None else ("not_found", None)
+
+    return answer
 
 
 def _queue_names(settings: Settings) -> list[str]:

@@ -20,10 +20,23 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    Tag,
+    ValidationError,
+)
 
+from callcenter.acd.config import MaxWaitSpec
 from callcenter.acd.steps import StepsError, validate_steps
-from callcenter.asterisk.names import PROTOCOL_BREAKING, SOUND_NAME
+from callcenter.asterisk.names import LANGUAGE, PROTOCOL_BREAKING, SOUND_NAME
 from callcenter.yaml_source import YamlSourceError, compose_yaml, list_index, locate_mark
 from callcenter.config import QUEUE_NAME
 from callcenter.ivr.expressions import (
@@ -43,6 +56,9 @@ NODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 # The flow name travels in the AGI URL (agi://host/ivr/<flow>), so it is kept URL- and log-safe.
 FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DTMF_KEY = re.compile(r"^[0-9*#]$")
+# A number a transfer node may dial: an extension or an external number, digits with an optional
+# leading '+', so it can go into the dialplan with no quoting at all.
+DIAL_NUMBER = re.compile(r"^\+?[0-9]{2,20}$")
 FLOW_SUFFIXES = (".yaml", ".yml")
 
 # What each pattern means, for error messages a person writing a flow can act on.
@@ -54,6 +70,8 @@ _PATTERN_HELP = {
     QUEUE_NAME.pattern: f"a queue name matching {QUEUE_NAME.pattern}",
     VARIABLE_NAME.pattern: "a variable name: a lowercase letter, then lowercase letters, digits or '_'"
     " (at most 32)",
+    DIAL_NUMBER.pattern: "an extension or phone number: 2 to 20 digits, optionally after a '+'",
+    FLOW_NAME.pattern: f"a flow name (a file name without .yaml) matching {FLOW_NAME.pattern}",
 }
 _TYPE_HELP = {
     "model_type": "a mapping",
@@ -79,7 +97,29 @@ def _digit_keys(options: Any) -> Any:
 Sound = Annotated[str, Field(pattern=SOUND_NAME.pattern)]
 NodeName = Annotated[str, Field(pattern=NODE_NAME.pattern)]
 DtmfKey = Annotated[str, Field(pattern=DTMF_KEY.pattern)]
-Prompts = Annotated[tuple[Sound, ...], Field(max_length=32)]
+SAY_KINDS = ("digits", "number", "alpha", "time")
+
+
+class SayItem(BaseModel):
+    """A prompt read out by Asterisk rather than played from a file, e.g. the account number the
+    caller typed: ``{say: digits, value: "${account}"}``. ``value`` may use ``${name}`` references;
+    when what it reads is not sayable (digits: 0-9*#; number: a whole number; alpha: letters and
+    digits; time: HH:MM) the item is skipped, never half-said."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    say: Literal["digits", "number", "alpha", "time"]
+    value: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+# A prompt is a sound name or a say item; told apart by shape, so an error in either is reported
+# against that one form instead of against both.
+Prompt = Annotated[
+    Union[Annotated[Sound, Tag("sound")], Annotated[SayItem, Tag("say")]],
+    Discriminator(lambda value: "say" if isinstance(value, dict | SayItem) else "sound"),
+]
+Prompts = Annotated[tuple[Prompt, ...], Field(max_length=32)]
+_PROMPT_TAGS = ("sound", "say")
 VariableName = Annotated[str, Field(pattern=VARIABLE_NAME.pattern)]
 # A set node's value: text (with ${var} references) or a whole number (YAML reads `priority: 5`
 # as one). Strict, so YAML's yes/no do not slip in as 1/0.
@@ -87,6 +127,8 @@ SetValue = Union[StrictInt, Annotated[StrictStr, Field(max_length=256)]]
 # The one set key with a meaning beyond being stored: the queue priority (see QueueNode). Others,
 # such as `queue_skills` and `language`, are stored like any variable, for the dialplan and the ACD.
 PRIORITY = "priority"
+# The set key that picks the call's prompt language (Asterisk's CHANNEL(language)).
+LANGUAGE_VARIABLE = "language"
 MAX_INPUT_DIGITS = 32
 
 
@@ -103,10 +145,16 @@ class _NodeBase(BaseModel):
         By convention every field whose name ends in ``prompts`` is a list of sound names, so a new
         node type's prompts are covered (e.g. by the sound-file check) without another list to keep.
         """
+        for name, index, prompt in self.prompt_items():
+            if isinstance(prompt, str):
+                yield (name, str(index)), prompt
+
+    def prompt_items(self) -> Iterator[tuple[str, int, str | SayItem]]:
+        """(field, index, prompt) for every prompt of every ``*prompts`` field."""
         for name in type(self).model_fields:
             if name.endswith("prompts"):
-                for index, sound in enumerate(getattr(self, name)):
-                    yield (name, str(index)), sound
+                for index, prompt in enumerate(getattr(self, name)):
+                    yield name, index, prompt
 
 
 class MenuNode(_NodeBase):
@@ -137,12 +185,27 @@ def _checked_steps(raw: list[dict[str, Any]] | None) -> list[dict[str, Any]] | N
     return raw
 
 
+class QueueAnnouncements(BaseModel):
+    """What a waiting caller is told, and how often: their place in line ("you are next" / "there
+    are N calls waiting ahead of you") and the estimated wait in minutes (said only when there is an
+    estimate, i.e. someone staffs the queue). The first announcement comes ``first_after`` seconds
+    into the wait, then one every ``every`` seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    position: StrictBool = True
+    estimated_wait: StrictBool = True
+    every: Annotated[int, Field(strict=True, ge=15, le=3600)] = 60
+    first_after: Annotated[int, Field(strict=True, ge=0, le=3600)] = 0
+
+
 class QueueNode(_NodeBase):
     """End the IVR: the caller waits in this queue.
 
     The priority is the one written here; a queue node that writes none takes the ``priority`` a
-    ``set`` node stored earlier in the call (e.g. a VIP branch), and 0 when there is none. So an
-    explicit priority always wins, and one queue node can serve callers of several priorities.
+    ``set`` or ``lookup`` node stored earlier in the call (e.g. a VIP branch), and 0 when there is
+    none. So an explicit priority always wins, and one queue node can serve callers of several
+    priorities.
     """
 
     type: Literal["queue"]
@@ -151,6 +214,10 @@ class QueueNode(_NodeBase):
     # This caller's own widening steps, replacing the queue's (same form as in routing.yaml),
     # e.g. [{after: 0, require: "lang.zh >= 5"}, {after: 60, require: "true"}].
     steps: Annotated[list[dict[str, Any]] | None, AfterValidator(_checked_steps)] = None
+    announce: QueueAnnouncements | None = None
+    # This caller's own max wait in this queue, replacing the queue's (same form as in
+    # routing.yaml): {seconds: 300, then: voicemail | fallback | overflow, queue: <for overflow>}.
+    max_wait: MaxWaitSpec | None = None
 
 
 class PlayNode(_NodeBase):
@@ -271,8 +338,59 @@ class ScheduleNode(_NodeBase):
             yield ("holiday",), self.holiday
 
 
+class TransferNode(_NodeBase):
+    """End the IVR: connect the caller to an extension or an external number (the dialplan's
+    ``cc-outbound`` context decides how a number is dialled). No variable can reach the number."""
+
+    type: Literal["transfer"]
+    to: Annotated[str, Field(pattern=DIAL_NUMBER.pattern)]
+
+
+class VoicemailNode(_NodeBase):
+    """End the IVR: the caller leaves a message in a queue's voicemail box (every queue in
+    routing.yaml has one, in the ``callcenter`` voicemail context)."""
+
+    type: Literal["voicemail"]
+    mailbox: Annotated[str, Field(pattern=QUEUE_NAME.pattern)]
+
+
+class GotoNode(_NodeBase):
+    """Go on in another flow (at its start, or at ``node``), keeping the call's variables. The
+    other flow is taken as it is at that moment; if it is missing, the caller goes to the fallback
+    route rather than being cut off."""
+
+    type: Literal["goto"]
+    flow: Annotated[str, Field(pattern=FLOW_NAME.pattern)]
+    node: NodeName | None = None
+
+
+class LookupNode(_NodeBase):
+    """Look the caller up in the CRM by caller number or by digits collected earlier (``variable``),
+    then go to ``found`` or ``not_found``. A slow or failing CRM counts as not found (the call is
+    never held up). A match stores ``customer_id``, ``customer_tier`` and, when the CRM knows it,
+    ``customer_language``; and ``priority`` when the tier is in ``priority_by_tier``. Caller ID is
+    not identity: a number match means "this number belongs to customer X", nothing more."""
+
+    type: Literal["lookup"]
+    by: Literal["caller", "account"]
+    variable: VariableName | None = None  # the collected digits, for by: account
+    priority_by_tier: Annotated[
+        dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")], Annotated[int, Field(strict=True, ge=-10, le=10)]],
+        Field(max_length=16)] = {}
+    found: NodeName
+    not_found: NodeName
+
+    def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        yield ("found",), self.found
+        yield ("not_found",), self.not_found
+
+
+# What a lookup node stores on a match.
+CUSTOMER_VARIABLES = ("customer_id", "customer_tier", "customer_language")
+
 Node = Annotated[
-    Union[MenuNode, QueueNode, PlayNode, HangupNode, InputNode, SetNode, BranchNode, ScheduleNode],
+    Union[MenuNode, QueueNode, PlayNode, HangupNode, InputNode, SetNode, BranchNode, ScheduleNode,
+          TransferNode, VoicemailNode, GotoNode, LookupNode],
     Field(discriminator="type"),
 ]
 NODE_TYPES: Mapping[str, type[_NodeBase]] = MappingProxyType(
@@ -437,8 +555,16 @@ def _reference_problems(
         for path, target in node.targets():
             if target not in doc.nodes:
                 yield ("nodes", name, *path), f"target {target!r} is not a node in this flow"
-        if isinstance(node, QueueNode) and known_queues is not None and node.queue not in known_queues:
-            yield ("nodes", name, "queue"), unknown_queue_message(node.queue, known_queues)
+        for path, queue in queues_named(node):
+            if known_queues is not None and queue not in known_queues:
+                yield ("nodes", name, *path), unknown_queue_message(queue, known_queues)
+        if isinstance(node, QueueNode) and node.max_wait is not None:
+            yield from (((("nodes", name, "max_wait", *path), message)
+                         for path, message in _max_wait_problems(node)))
+        if isinstance(node, LookupNode) and (node.by == "account") != (node.variable is not None):
+            yield ("nodes", name, "variable"), ("a lookup by account needs 'variable' (the collected digits)"
+                                                if node.variable is None else
+                                                "only a lookup by account reads a variable")
         if isinstance(node, ScheduleNode) and node.schedule not in doc.schedules:
             known = ", ".join(sorted(doc.schedules)) or "none; add a top-level 'schedules:' mapping"
             yield ("nodes", name, "schedule"), f"schedule {node.schedule!r} is not defined (known: {known})"
@@ -458,11 +584,34 @@ def _language_problems(doc: _FlowDocument) -> Iterator[LanguageProblem]:
             yield from _set_problems(here, node)
         elif isinstance(node, BranchNode):
             yield from _branch_problems(here, node)
+        for field_name, index, prompt in node.prompt_items():
+            if isinstance(prompt, SayItem):
+                yield from _template_problems((*here, field_name, index, "value"), prompt.value)
     for name, schedule in doc.schedules.items():
         if isinstance(schedule.hours, dict):
             for key, in_key, message in hours_problems(schedule.hours):
                 at: Loc = ("schedules", name, "hours", key)
                 yield ((*at, "[key]") if in_key else at), 0, message
+
+
+def queues_named(node: Node) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(field path, queue name) for every queue a node names: shared with the linter."""
+    if isinstance(node, QueueNode):
+        yield ("queue",), node.queue
+        if node.max_wait is not None and node.max_wait.queue is not None:
+            yield ("max_wait", "queue"), node.max_wait.queue
+    elif isinstance(node, VoicemailNode):
+        yield ("mailbox",), node.mailbox
+
+
+def _max_wait_problems(node: QueueNode) -> Iterator[tuple[tuple[str, ...], str]]:
+    spec = node.max_wait
+    assert spec is not None
+    shape = spec.shape_problem()
+    if shape is not None:
+        yield (), shape
+    elif spec.queue == node.queue:
+        yield ("queue",), f"cannot overflow into {node.queue!r}, the queue the caller is already in"
 
 
 def _input_problems(here: Loc, node: InputNode) -> Iterator[LanguageProblem]:
@@ -485,14 +634,21 @@ def _set_problems(here: Loc, node: SetNode) -> Iterator[LanguageProblem]:
         elif key == PRIORITY:
             if not isinstance(value, int) or not -10 <= value <= 10:
                 yield at, 0, f"priority must be a whole number from -10 to 10, got {_short(value)}"
+        elif key == LANGUAGE_VARIABLE and isinstance(value, str) and "${" not in value and not LANGUAGE.match(value):
+            yield at, 0, (f"{value!r} is not a sound language: a folder name under Asterisk's sounds/"
+                          " such as 'en' or 'zh' (two lowercase letters, then optional _suffixes)")
         elif isinstance(value, str):
             if PROTOCOL_BREAKING.search(value):
                 yield at, 0, "a value must not contain line breaks or NUL characters"
-            try:
-                for _ in template_references(value):
-                    pass
-            except ExpressionError as exc:
-                yield at, exc.offset, exc.message
+            yield from _template_problems(at, value)
+
+
+def _template_problems(at: Loc, value: str) -> Iterator[LanguageProblem]:
+    try:
+        for _ in template_references(value):
+            pass
+    except ExpressionError as exc:
+        yield at, exc.offset, exc.message
 
 
 def _branch_problems(here: Loc, node: BranchNode) -> Iterator[LanguageProblem]:
@@ -506,6 +662,13 @@ def _branch_problems(here: Loc, node: BranchNode) -> Iterator[LanguageProblem]:
 def variables_read(node: Node) -> Iterator[tuple[tuple[str, ...], str]]:
     """(field path, variable name) for every variable a node reads (not ``caller``), for the
     linter's check that each is set somewhere. Only call on a loaded flow (parses are valid)."""
+    for field_name, index, prompt in node.prompt_items():
+        if isinstance(prompt, SayItem):
+            for name, _ in template_references(prompt.value):
+                if name != CALLER:
+                    yield (field_name, str(index), "value"), name
+    if isinstance(node, LookupNode) and node.variable is not None:
+        yield ("variable",), node.variable
     if isinstance(node, SetNode):
         for key, value in node.variables.items():
             if isinstance(value, str):
@@ -525,6 +688,10 @@ def variables_written(node: Node) -> Iterator[str]:
         yield from node.variables
     elif isinstance(node, InputNode):
         yield node.variable
+    elif isinstance(node, LookupNode):
+        yield from CUSTOMER_VARIABLES
+        if node.priority_by_tier:
+            yield PRIORITY
 
 
 def unknown_queue_message(queue: str, known_queues: Collection[str]) -> str:
@@ -578,6 +745,11 @@ def _schema_problem(source: str, root: yaml.Node | None, err: Any) -> FlowProble
         tag, loc = loc[2], loc[:2] + loc[3:]
     else:
         tag = None
+    # Likewise the tag of a prompt's form (sound name or say item) after its index.
+    prompt_tag = next((i for i in range(1, len(loc)) if loc[i] in _PROMPT_TAGS and isinstance(loc[i - 1], int)
+                       and str(loc[i - 2]).endswith("prompts")), None) if len(loc) >= 3 else None
+    if prompt_tag is not None:
+        loc = loc[:prompt_tag] + loc[prompt_tag + 1:]
     kind, message = err["type"], err["msg"]
     at_key = kind == "extra_forbidden" or loc[-1:] == ("[key]",)
     if kind == "extra_forbidden":
@@ -607,6 +779,10 @@ def _model_at(loc: Loc, tag: str | None) -> type[BaseModel]:
         return Schedule
     if tag == "branch" and "cases" in loc[:-1]:
         return BranchCase
+    if tag == "queue" and loc[2:3] in (("announce",), ("max_wait",)):
+        return QueueAnnouncements if loc[2] == "announce" else MaxWaitSpec
+    if tag is not None and len(loc) >= 5 and str(loc[2]).endswith("prompts"):
+        return SayItem
     return NODE_TYPES[tag] if tag else _FlowDocument
 
 

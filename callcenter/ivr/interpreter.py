@@ -9,23 +9,34 @@ same trail, which is what makes flows testable without Asterisk.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from callcenter.acd.model import MaxWait
 from callcenter.acd.steps import Steps, validate_steps
+from callcenter.asterisk.names import SAYABLE
 from callcenter.ivr.expressions import CALLER, evaluate, parse_condition, render_template
 from callcenter.ivr.flow import (
+    LANGUAGE,
+    LANGUAGE_VARIABLE,
     PRIORITY,
     BranchNode,
     Flow,
+    GotoNode,
     HangupNode,
     InputNode,
+    LookupNode,
     MenuNode,
     PlayNode,
+    QueueAnnouncements,
     QueueNode,
+    SayItem,
     ScheduleNode,
     SetNode,
+    TransferNode,
+    VoicemailNode,
 )
 
 DTMF_KEYS = frozenset("0123456789*#")
@@ -45,11 +56,24 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
+class Say:
+    """A prompt Asterisk reads out (SAY DIGITS / NUMBER / ALPHA, or a time as HH:MM); ``text`` has
+    been checked against its kind, so the shell can pass it on as it is."""
+
+    kind: Literal["digits", "number", "alpha", "time"]
+    text: str
+
+
+# What the shell plays: a sound name, or something to say.
+PromptItem = str | Say
+
+
+@dataclass(frozen=True)
 class Collect:
     """Play ``prompts`` (interruptible by a key), then wait ``timeout`` seconds for up to
     ``max_digits`` keys. Answer with ``digits(keys)``; ``digits("")`` means nothing was pressed."""
 
-    prompts: tuple[str, ...]
+    prompts: tuple[PromptItem, ...]
     max_digits: int
     timeout: float
 
@@ -58,23 +82,41 @@ class Collect:
 class Play:
     """Play ``prompts`` to the end. Answer with ``played()``."""
 
-    prompts: tuple[str, ...]
+    prompts: tuple[PromptItem, ...]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Find the customer in the CRM by ``by`` (the caller's number, or digits the caller entered)
+    whose value is ``value``. Answer with ``looked_up(...)``; a slow or failing CRM is answered
+    with status "unavailable"."""
+
+    by: Literal["caller", "account"]
+    value: str
 
 
 @dataclass(frozen=True)
 class Finish:
-    """The IVR is over. ``variables`` are the channel variables the dialplan acts on
-    (CC_ACTION, and for a queue CC_QUEUE and CC_PRIORITY), plus CC_VAR_<name> for each variable
-    the flow set or collected (names match ``^[a-z][a-z0-9_]{0,31}$``, values are plain data)."""
+    """The IVR is over. ``variables`` are the channel variables the dialplan acts on: CC_ACTION
+    (queue | hangup | transfer | voicemail | fallback); for a queue CC_QUEUE and CC_PRIORITY; for a
+    transfer CC_TRANSFER_TO; for voicemail CC_QUEUE (the mailbox); plus CC_VAR_<name> for each
+    variable the flow set or collected (names match ``^[a-z][a-z0-9_]{0,31}$``, values plain
+    data). The prompt language is not among them: the shell has set it on the channel already."""
 
-    action: Literal["queue", "hangup"]
-    queue: str | None = None
+    action: Literal["queue", "hangup", "transfer", "voicemail", "fallback"]
+    queue: str | None = None  # the queue, or the voicemail box
     priority: int = 0
     variables: dict[str, str] = field(default_factory=dict)
     steps: Steps | None = None  # the queue node's own widening steps, replacing the queue's
+    max_wait: MaxWait | None = None  # the queue node's own max wait, replacing the queue's
+    announce: QueueAnnouncements | None = None  # what the waiting caller is told, and how often
+    transfer_to: str | None = None
 
 
-Instruction = Collect | Play | Finish
+Instruction = Collect | Play | Lookup | Finish
+# Finds a flow by name for a goto node (the engine's library, or a directory in a dry run).
+FlowResolver = Callable[[str], "Flow | None"]
+LookupStatus = Literal["found", "not_found", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -85,8 +127,9 @@ class TrailEntry:
     menu_default {target}; input_ok {variable, digits: how many}; input_invalid {digits: how
     many}; input_timeout {}; input_default {target}; set {variables: "a,b" (names only)};
     branch {case: index or "else", target}; schedule {schedule, state: open|closed|holiday,
-    target}; queue {queue, priority}; step_limit {steps};
-    hangup {reason: "flow" | "no_default" | "step_limit"}.
+    target}; lookup {by, status: found|not_found|unavailable, tier (when found), target};
+    goto {flow, entry: the node it goes on at}; goto_missing {flow, entry}; queue {queue, priority}; transfer {to};
+    voicemail {mailbox}; step_limit {steps}; hangup {reason: "flow" | "no_default" | "step_limit"}.
     Entered digits and variable values are never in the trail: they may be account numbers.
     """
 
@@ -103,13 +146,16 @@ class IvrSession:
     """One caller's walk through one flow."""
 
     def __init__(self, flow: Flow, caller_number: str = "", *, max_steps: int = MAX_STEPS,
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, flows: FlowResolver | Mapping[str, Flow] | None = None) -> None:
         """``now`` is when the call arrived, for schedule nodes: the shell passes the real clock
         (aware); a naive time is read as the wall clock in each schedule's own zone (simulation).
-        A flow with a schedule node needs it."""
+        A flow with a schedule node needs it. ``flows`` finds the flows goto nodes go to (without
+        it, a goto finds nothing and the caller goes to the fallback route)."""
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
-        self.flow = flow
+        self.flow = flow  # the flow the caller is in now (a goto changes it)
+        self._find_flow: FlowResolver = (flows.get if isinstance(flows, Mapping)
+                                         else flows if flows is not None else (lambda _name: None))
         self.caller_number = caller_number  # untrusted (caller ID)
         self.now = now
         self.max_steps = max_steps
@@ -134,6 +180,12 @@ class IvrSession:
     @property
     def result(self) -> Finish | None:
         return self._pending if isinstance(self._pending, Finish) else None
+
+    @property
+    def language(self) -> str | None:
+        """The prompt language the call has chosen (variable ``language``), if it is a valid one."""
+        value = self.variables.get(LANGUAGE_VARIABLE, "")
+        return value if LANGUAGE.match(value) else None
 
     def start(self) -> Instruction:
         if self._started:
@@ -168,6 +220,27 @@ class IvrSession:
             return self._give(self._hangup("flow"))
         return self._give(self._enter(self._after_play))
 
+    def looked_up(self, status: LookupStatus, customer: Mapping[str, str | int | None] | None = None) -> Instruction:
+        """The answer to a ``Lookup``: "found" with the customer's ``id``, ``tier`` and (optional)
+        ``language``; "not_found"; or "unavailable" when the CRM was slow or failed."""
+        self._expect(Lookup)
+        node = self._current()
+        assert isinstance(node, LookupNode)
+        if status == "found" and customer is not None and customer.get("id") is not None:
+            tier = str(customer.get("tier") or "")
+            self.variables["customer_id"] = str(customer["id"])
+            self.variables["customer_tier"] = tier
+            language = str(customer.get("language") or "")
+            if LANGUAGE.match(language):
+                self.variables["customer_language"] = language
+            if tier in node.priority_by_tier:
+                self.variables[PRIORITY] = str(node.priority_by_tier[tier])
+            self._log("lookup", by=node.by, status="found", tier=tier, target=node.found)
+            return self._give(self._enter(node.found))
+        shown = status if status in ("not_found", "unavailable") else "not_found"
+        self._log("lookup", by=node.by, status=shown, target=node.not_found)
+        return self._give(self._enter(node.not_found))
+
     # ---------------------------------------------------------------------------- internals
 
     def _enter(self, name: str) -> Instruction:
@@ -186,9 +259,23 @@ class IvrSession:
             case QueueNode():
                 priority = self._priority(node)
                 self._log("queue", queue=node.queue, priority=priority)
-                return Finish("queue", node.queue, priority, {
-                    "CC_ACTION": "queue", "CC_QUEUE": node.queue, "CC_PRIORITY": str(priority),
-                    **self._dialplan_variables()}, steps=validate_steps(node.steps) if node.steps else None)
+                return Finish("queue", node.queue, priority, self._dialplan_variables(
+                    CC_ACTION="queue", CC_QUEUE=node.queue, CC_PRIORITY=str(priority)),
+                    steps=validate_steps(node.steps) if node.steps else None,
+                    max_wait=node.max_wait.to_max_wait() if node.max_wait else None, announce=node.announce)
+            case TransferNode():
+                self._log("transfer", to=node.to)
+                return Finish("transfer", variables=self._dialplan_variables(
+                    CC_ACTION="transfer", CC_TRANSFER_TO=node.to), transfer_to=node.to)
+            case VoicemailNode():
+                self._log("voicemail", mailbox=node.mailbox)
+                return Finish("voicemail", node.mailbox, variables=self._dialplan_variables(
+                    CC_ACTION="voicemail", CC_QUEUE=node.mailbox))
+            case LookupNode():
+                value = self._caller() if node.by == "caller" else self.variables.get(node.variable or "", "")
+                return Lookup(node.by, value)
+            case GotoNode():
+                return self._goto(node)
             case SetNode():
                 self._set(node)
                 return self._enter(node.next)
@@ -198,20 +285,42 @@ class IvrSession:
                 return self._enter(self._schedule(node))
             case PlayNode():
                 self._after_play = node.next
-                return Play(node.prompts)
+                return Play(self._render(node.prompts))
             case HangupNode():
                 if not node.prompts:
                     return self._hangup("flow")
                 self._after_play = None
-                return Play(node.prompts)
+                return Play(self._render(node.prompts))
         raise TypeError(f"node type {node.type!r} has no interpreter")  # pragma: no cover
 
-    def _collect(self, node: MenuNode | InputNode, prompts: tuple[str, ...]) -> Collect:
+    def _collect(self, node: MenuNode | InputNode, prompts: tuple[str | SayItem, ...]) -> Collect:
         # Menu keys are single characters, so one key is all there is to wait for.
         max_digits = node.max_digits if isinstance(node, InputNode) else 1
-        return Collect(prompts=prompts, max_digits=max_digits, timeout=node.timeout)
+        return Collect(prompts=self._render(prompts), max_digits=max_digits, timeout=node.timeout)
 
-    def _retry(self, node: MenuNode | InputNode, reprompt: tuple[str, ...], default_kind: str) -> Instruction:
+    def _render(self, prompts: tuple[str | SayItem, ...]) -> tuple[PromptItem, ...]:
+        """Sound names as they are; say items with their value read now, dropped if unsayable."""
+        rendered: list[PromptItem] = []
+        for prompt in prompts:
+            if isinstance(prompt, str):
+                rendered.append(prompt)
+                continue
+            text = render_template(prompt.value, lambda ref: self._read(ref, self.variables))
+            if SAYABLE[prompt.say].match(text):
+                rendered.append(Say(prompt.say, text))
+        return tuple(rendered)
+
+    def _goto(self, node: GotoNode) -> Instruction:
+        target = self._find_flow(node.flow)
+        entry = node.node or (target.start if target is not None else None)
+        if target is None or entry not in target.nodes:
+            self._log("goto_missing", flow=node.flow, entry=node.node or "")
+            return Finish("fallback", variables=self._dialplan_variables(CC_ACTION="fallback"))
+        self._log("goto", flow=target.name, entry=entry)
+        self.flow = target
+        return self._enter(entry)
+
+    def _retry(self, node: MenuNode | InputNode, reprompt: tuple[str | SayItem, ...], default_kind: str) -> Instruction:
         """One more failed attempt: ask again, or once retries are used up go to the default."""
         self._failures += 1
         if self._failures > node.retries:
@@ -269,8 +378,10 @@ class IvrSession:
             return node.priority
         return int(self.variables[PRIORITY])
 
-    def _dialplan_variables(self) -> dict[str, str]:
-        return {f"{DIALPLAN_PREFIX}{name}": value for name, value in self.variables.items()}
+    def _dialplan_variables(self, **actions: str) -> dict[str, str]:
+        """The action's own CC_ variables, then the flow's variables (prefixed, so they cannot
+        replace an action variable)."""
+        return {**actions, **{f"{DIALPLAN_PREFIX}{name}": value for name, value in self.variables.items()}}
 
     def _read(self, name: str, variables: dict[str, str]) -> str:
         return self._caller() if name == CALLER else variables.get(name, "")
@@ -288,7 +399,7 @@ class IvrSession:
 
     def _hangup(self, reason: str) -> Finish:
         self._log("hangup", reason=reason)
-        return Finish("hangup", None, 0, {"CC_ACTION": "hangup", **self._dialplan_variables()})
+        return Finish("hangup", None, 0, self._dialplan_variables(CC_ACTION="hangup"))
 
     def _current(self) -> object:
         assert self.node is not None

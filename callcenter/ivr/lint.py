@@ -21,11 +21,12 @@ from callcenter.ivr.flow import (
     Flow,
     FlowError,
     FlowProblem,
+    GotoNode,
     InputNode,
     MenuNode,
     Node,
-    QueueNode,
     load_flow,
+    queues_named,
     unknown_queue_message,
     variables_read,
     variables_written,
@@ -88,27 +89,60 @@ def lint_paths(
     return findings
 
 
-def lint_file(path: str | Path, *, queues: Collection[str] | None, sounds: SoundLibrary | None) -> list[Finding]:
-    """Everything the loader refuses in one file; if it loads, the checks of ``lint_flow`` too."""
+def lint_file(path: str | Path, *, queues: Collection[str] | None, sounds: SoundLibrary | None,
+              neighbours: FlowDirectory | None = None) -> list[Finding]:
+    """Everything the loader refuses in one file; if it loads, the checks of ``lint_flow`` too.
+    Goto nodes are checked against the flows in the file's own directory (what the engine loads
+    with it), or ``neighbours`` when given."""
+    path = Path(path)
     try:
         # Loaded without known_queues on purpose: an unknown queue should not stop the other
         # checks from running; lint_flow reports it with the loader's own wording.
         flow = load_flow(path)
     except FlowError as exc:
         return [from_problem(p) for p in exc.problems]
-    return lint_flow(flow, queues=queues, sounds=sounds)
+    return lint_flow(flow, queues=queues, sounds=sounds, flows=neighbours or FlowDirectory(path.parent))
 
 
-def lint_flow(flow: Flow, *, queues: Collection[str] | None, sounds: SoundLibrary | None) -> list[Finding]:
-    """The checks on a flow that loaded: reachability, input-less loops, queues, sound files."""
+def lint_flow(flow: Flow, *, queues: Collection[str] | None, sounds: SoundLibrary | None,
+              flows: FlowDirectory | None = None) -> list[Finding]:
+    """The checks on a flow that loaded: reachability, input-less loops, queues, sound files, and
+    (given the other flows) goto targets."""
     findings = [
         *_unreachable(flow),
         *_loops_without_input(flow),
         *_unset_variables(flow),
         *(_unknown_queues(flow, queues) if queues is not None else ()),
         *(_missing_sounds(flow, sounds) if sounds is not None else ()),
+        *(_dangling_gotos(flow, flows) if flows is not None else ()),
     ]
     return sorted(findings, key=lambda f: (f.line or 0, f.column or 0))
+
+
+class FlowDirectory:
+    """The flows of one directory, loaded on demand, as goto nodes find them at run time."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._loaded: dict[str, Flow | None] = {}
+
+    def get(self, name: str) -> Flow | None:
+        """The flow, or None when no file holds it or it does not load (reported on its own)."""
+        if name not in self._loaded:
+            self._loaded[name] = None
+            path = self._path(name)
+            if path is not None:
+                try:
+                    self._loaded[name] = load_flow(path)
+                except FlowError:
+                    pass
+        return self._loaded[name]
+
+    def exists(self, name: str) -> bool:
+        return self._path(name) is not None
+
+    def _path(self, name: str) -> Path | None:
+        return next((p for s in FLOW_SUFFIXES if (p := self.directory / f"{name}{s}").is_file()), None)
 
 
 def from_problem(problem: FlowProblem) -> Finding:
@@ -123,6 +157,7 @@ def _lint_directory(directory: Path, *, queues: Collection[str] | None,
     # The same selection and order as load_flows, so the linter checks what the engine will load.
     findings: list[Finding] = []
     seen: dict[str, Path] = {}
+    neighbours = FlowDirectory(directory)
     for path in sorted(directory.iterdir()):
         if path.suffix not in FLOW_SUFFIXES or path.name.startswith(".") or not path.is_file():
             continue
@@ -131,7 +166,7 @@ def _lint_directory(directory: Path, *, queues: Collection[str] | None,
                                     f"flow {path.stem!r} is defined twice (also in {seen[path.stem]})"))
             continue
         seen[path.stem] = path
-        findings.extend(lint_file(path, queues=queues, sounds=sounds))
+        findings.extend(lint_file(path, queues=queues, sounds=sounds, neighbours=neighbours))
     return findings
 
 
@@ -250,8 +285,24 @@ def _cycle_through(first: str, component: set[str], edges: Mapping[str, Sequence
 
 def _unknown_queues(flow: Flow, queues: Collection[str]) -> Iterator[Finding]:
     for name, node in flow.nodes.items():
-        if isinstance(node, QueueNode) and node.queue not in queues:
-            yield _at(flow, "error", f"nodes.{name}.queue", unknown_queue_message(node.queue, queues))
+        for path, queue in queues_named(node):
+            if queue not in queues:
+                yield _at(flow, "error", ".".join(("nodes", name, *path)), unknown_queue_message(queue, queues))
+
+
+def _dangling_gotos(flow: Flow, flows: FlowDirectory) -> Iterator[Finding]:
+    """Goto nodes whose flow (or node in it) does not exist: at run time the caller would be sent
+    to the fallback route instead."""
+    for name, node in flow.nodes.items():
+        if not isinstance(node, GotoNode):
+            continue
+        if not flows.exists(node.flow):
+            yield _at(flow, "error", f"nodes.{name}.flow",
+                      f"flow {node.flow!r} does not exist (no {node.flow}.yaml in {flows.directory})")
+            continue
+        target = flows.get(node.flow)
+        if target is not None and node.node is not None and node.node not in target.nodes:
+            yield _at(flow, "error", f"nodes.{name}.node", f"node {node.node!r} is not in flow {node.flow!r}")
 
 
 def _missing_sounds(flow: Flow, sounds: SoundLibrary) -> Iterator[Finding]:

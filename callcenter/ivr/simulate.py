@@ -2,19 +2,42 @@
 
 The caller's key presses are given up front, one group per time a menu waits (``9,,2``: '9' to the
 first, nothing - a timeout - to the second, '2' to the third). Prompts are "played" at once. The
-result is the walk node by node: what would be played, which keys each menu received, the trail,
-and how the IVR ends (a queue and priority, or a hang-up) with the channel variables it sets.
+result is the walk node by node: what would be played (and in which language), which keys each
+menu received, the customer lookups and what they found, the trail, and how the IVR ends (a queue
+with priority, steps, max wait and announcements; a transfer; voicemail; a hang-up) with the channel
+variables it sets. Lookups are answered by a function the caller of ``simulate`` gives (the CLI
+reads the configured CRM); goto nodes find other flows through ``flows``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from callcenter.ivr.flow import Flow
-from callcenter.ivr.interpreter import Collect, Finish, Instruction, IvrSession, Play, TrailEntry
+from callcenter.ivr.interpreter import (
+    Collect,
+    Finish,
+    FlowResolver,
+    Instruction,
+    IvrSession,
+    Lookup,
+    LookupStatus,
+    Play,
+    PromptItem,
+    Say,
+    TrailEntry,
+)
+
+# Answers a lookup: (status, the customer's id/tier/language when found).
+LookupAnswer = Callable[[Lookup], tuple[LookupStatus, Mapping[str, Any] | None]]
+
+
+def no_crm(_lookup: Lookup) -> tuple[LookupStatus, None]:
+    """The lookup answer without a CRM: as a real call gets when the CRM does not answer."""
+    return "unavailable", None
 
 # What a phone can send as DTMF; anything else in --digits is a typo, not a caller's key.
 SIMULATED_KEYS = frozenset("0123456789*#ABCD")
@@ -25,13 +48,16 @@ class SimStep:
     """One instruction the session gave, and the answer the simulated caller gave to it."""
 
     node: str  # the node that gave the instruction
-    kind: Literal["collect", "play"]
-    prompts: tuple[str, ...]
+    kind: Literal["collect", "play", "lookup"]
+    prompts: tuple[PromptItem, ...]
     timeout: float | None  # collect: seconds the menu waits for a key
     max_digits: int | None  # collect: how many keys it reads at most (1 for a menu)
     pressed: str | None  # collect: the key group from the list, "" = nothing; None: list ran out
     received: str | None  # collect: what the menu got (a real GET DATA stops at max_digits keys)
     trail: tuple[TrailEntry, ...]  # what the answer led to
+    language: str | None = None  # the call's prompt language when the instruction was given
+    flow: str = ""  # the flow the node is in (a goto moves the caller to another)
+    lookup: str | None = None  # lookup: what was looked up by, e.g. "caller +8613800138000"
 
     @property
     def assumed_silence(self) -> bool:
@@ -52,8 +78,8 @@ class SimResult:
 
     @property
     def prompts(self) -> tuple[str, ...]:
-        """Every prompt that would be played, in order."""
-        return tuple(prompt for step in self.steps for prompt in step.prompts)
+        """Every prompt that would be played, in order (say items as "say digits 1234")."""
+        return tuple(prompt_text(prompt) for step in self.steps for prompt in step.prompts)
 
     @property
     def variables(self) -> dict[str, str]:
@@ -66,13 +92,17 @@ class SimResult:
             "source": self.source,
             "caller": self.caller,
             "at": self.at.isoformat() if self.at is not None else None,
-            "steps": [{**asdict(step), "assumed_silence": step.assumed_silence} for step in self.steps],
+            "steps": [{**asdict(step), "prompts": [prompt_text(p) for p in step.prompts],
+                       "assumed_silence": step.assumed_silence} for step in self.steps],
             "prompts": list(self.prompts),
             "trail": [asdict(entry) for entry in self.trail],
             "result": {"action": self.finish.action, "queue": self.finish.queue,
                        "priority": self.finish.priority,
-                       # None: the queue's own steps from the routing file apply
-                       "steps": self.finish.steps.describe() if self.finish.steps else None},
+                       # None: the queue's own steps (and max wait) from the routing file apply
+                       "steps": self.finish.steps.describe() if self.finish.steps else None,
+                       "max_wait": _max_wait_text(self.finish),
+                       "announce": self.finish.announce.model_dump() if self.finish.announce else None,
+                       "transfer_to": self.finish.transfer_to},
             "variables": self.variables,
             "unused_keys": list(self.unused_keys),
         }
@@ -93,18 +123,20 @@ def parse_digits(spec: str) -> tuple[str, ...]:
 
 
 def simulate(flow: Flow, keys: Sequence[str] = (), *, caller: str = "",
-             at: datetime | None = None) -> SimResult:
+             at: datetime | None = None, flows: FlowResolver | None = None,
+             lookup: LookupAnswer = no_crm) -> SimResult:
     """Walk ``flow`` answering each wait for keys with the next group of ``keys``; once they run
     out, with silence. Always ends: the session's step limit bounds any flow.
 
     ``at`` is when the call is placed; a naive time is the wall clock in each schedule's zone
     ("09:00" means 09:00 where the schedule is). Without it, schedule nodes use the real clock."""
-    session = IvrSession(flow, caller_number=caller, now=at if at is not None else datetime.now(timezone.utc))
+    session = IvrSession(flow, caller_number=caller, now=at if at is not None else datetime.now(timezone.utc),
+                         flows=flows)
     remaining = list(keys)
     steps: list[SimStep] = []
     instruction: Instruction = session.start()
     while not isinstance(instruction, Finish):
-        node = session.node or ""
+        node, where, language = session.node or "", session.flow.name, session.language
         logged = len(session.trail)
         if isinstance(instruction, Collect):
             pressed = remaining.pop(0) if remaining else None
@@ -112,11 +144,15 @@ def simulate(flow: Flow, keys: Sequence[str] = (), *, caller: str = "",
             received = (pressed or "")[: instruction.max_digits]
             next_instruction = session.digits(received)
             step = SimStep(node, "collect", instruction.prompts, instruction.timeout, instruction.max_digits,
-                           pressed, received, tuple(session.trail[logged:]))
+                           pressed, received, tuple(session.trail[logged:]), language, where)
         elif isinstance(instruction, Play):
             next_instruction = session.played()
             step = SimStep(node, "play", instruction.prompts, None, None, None, None,
-                           tuple(session.trail[logged:]))
+                           tuple(session.trail[logged:]), language, where)
+        elif isinstance(instruction, Lookup):
+            next_instruction = session.looked_up(*lookup(instruction))
+            step = SimStep(node, "lookup", (), None, None, None, None, tuple(session.trail[logged:]),
+                           language, where, f"{instruction.by} {instruction.value or '(empty)'}")
         else:  # pragma: no cover - the interpreter has no other instructions
             raise TypeError(f"unknown IVR instruction {instruction!r}")
         steps.append(step)
@@ -147,8 +183,16 @@ def render(result: SimResult) -> str:
     return "\n".join(lines)
 
 
+def prompt_text(prompt: PromptItem) -> str:
+    return f"say {prompt.kind} {prompt.text}" if isinstance(prompt, Say) else prompt
+
+
 def _instruction(step: SimStep) -> str:
-    prompts = ", ".join(step.prompts) or "nothing"
+    if step.kind == "lookup":
+        return f"look up the customer by {step.lookup}"
+    prompts = ", ".join(prompt_text(p) for p in step.prompts) or "nothing"
+    if step.language is not None:
+        prompts = f"({step.language}) {prompts}"
     if step.kind == "play":
         return f"play {prompts}"
     if step.max_digits and step.max_digits > 1:
@@ -173,5 +217,27 @@ def _entry(entry: TrailEntry) -> str:
 def _finish(finish: Finish) -> str:
     if finish.action == "queue":
         steps = "; ".join(finish.steps.describe()) if finish.steps else "the queue's own steps"
-        return f"queue {finish.queue} with priority {finish.priority}, requiring {steps}"
+        text = f"queue {finish.queue} with priority {finish.priority}, requiring {steps}"
+        if finish.max_wait is not None:
+            text += f"; max wait {_max_wait_text(finish)}"
+        if finish.announce is not None:
+            told = [what for what, on in (("position", finish.announce.position),
+                                          ("estimated wait", finish.announce.estimated_wait)) if on]
+            text += (f"; announcing {' and '.join(told) or 'nothing'} after {finish.announce.first_after} s, "
+                     f"then every {finish.announce.every} s")
+        return text
+    if finish.action == "transfer":
+        return f"transfer to {finish.transfer_to}"
+    if finish.action == "voicemail":
+        return f"voicemail in mailbox {finish.queue}"
+    if finish.action == "fallback":
+        return "fallback route (every agent rings)"
     return "hangup"
+
+
+def _max_wait_text(finish: Finish) -> str | None:
+    limit = finish.max_wait
+    if limit is None:
+        return None
+    then = f"overflow to {limit.target}" if limit.target else limit.action.value
+    return f"{limit.seconds:g} s, then {then}"

@@ -122,7 +122,7 @@ def phones(stack_dir, settings):
         phone.stop()
 
 
-def new_caller(keys: str, caller_number: str, **scenario) -> SippCaller:
-    """A SIPp caller dialling 5000 on the project's Asterisk, on its own ports."""
+def new_caller(keys: str, caller_number: str, *, dial: str = "5000", **scenario) -> SippCaller:
+    """A SIPp caller dialling ``dial`` (5000: the main menu) on the project's Asterisk, on its own ports."""
     return caller_in_slot(next(_caller_slots) % 200, caller_scenario(keys, caller_number=caller_number, **scenario),
-                          name=f"caller{caller_number}")
+                          name=f"caller{caller_number}", service=dial)

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from callcenter.asterisk.ami import AmiValueError, check_fields
-from callcenter.asterisk.fastagi import AgiHeaderError, quote, read_headers, sound_list
+from callcenter.asterisk.fastagi import AgiHeaderError, play_command, checked_prompts, quote, read_headers
+from callcenter.ivr.interpreter import Say
 from callcenter.config import ConfigError, Settings
 from callcenter.events.log import EventLog, read_events
 from callcenter.storage import make_engine
@@ -47,10 +48,24 @@ def test_agi_arguments_are_quoted_and_checked():
     assert quote('say "hi" \\ bye') == '"say \\"hi\\" \\\\ bye"'
     with pytest.raises(ValueError, match="CR, LF or NUL"):
         quote("a\nSET VARIABLE X 1")
-    assert sound_list(["hello", "digits/1"]) == "hello&digits/1"
+    assert checked_prompts(["hello", "digits/1"]) == ["hello", "digits/1"]
     for bad in ["../etc/passwd", "a b", "x;y", "Hello", ""]:
-        with pytest.raises(ValueError):
-            sound_list([bad])
+        with pytest.raises(ValueError, match="not a valid sound name"):
+            checked_prompts(["hello", bad])
+    for kind, text in [("digits", "12a"), ("number", "1e9"), ("alpha", "a b"), ("time", "24:00"), ("shout", "1")]:
+        with pytest.raises(ValueError, match="cannot say"):
+            checked_prompts([Say(kind, text)])
+
+
+@pytest.mark.parametrize("prompt, command", [
+    ("hello", 'STREAM FILE "hello" "#"'),
+    (Say("digits", "1234#"), 'SAY DIGITS "1234#" "#"'),
+    (Say("number", "42"), 'SAY NUMBER "42" "#"'),
+    (Say("alpha", "AB12"), 'SAY ALPHA "AB12" "#"'),
+    (Say("time", "07:30"), 'SAY DATETIME 27000 "#" IMp UTC'),
+])
+def test_prompts_become_one_agi_command_each(prompt, command):
+    assert play_command(prompt, "#") == command
 
 
 def test_ami_fields_with_framing_characters_are_refused_naming_the_field():

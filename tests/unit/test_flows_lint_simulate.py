@@ -327,7 +327,8 @@ def test_rendering_lists_the_walk_and_the_prompts_in_order(main_flow) -> None:
 
 def test_result_as_dict_is_json(main_flow) -> None:
     data = json.loads(json.dumps(simulate(main_flow, ["2"], at=datetime(2026, 11, 23, 9)).as_dict()))
-    assert data["result"] == {"action": "queue", "queue": "support", "priority": 0, "steps": None}
+    assert data["result"] == {"action": "queue", "queue": "support", "priority": 0, "steps": None,
+                              "max_wait": None, "announce": None, "transfer_to": None}
     assert data["at"] == "2026-11-23T09:00:00"
     assert data["steps"][0]["trail"][0] == {"node": "welcome", "kind": "menu_choice",
                                             "data": {"key": "2", "target": "support"}}
@@ -404,7 +405,8 @@ def test_simulate_by_name_and_by_path(project: Path) -> None:
     by_path = run("simulate", "flows/main.yaml", "--digits", "1", "--format", "json")
     assert by_path.exit_code == 0
     data = json.loads(by_path.stdout)
-    assert data["result"] == {"action": "queue", "queue": "sales", "priority": 0, "steps": None}
+    assert data["result"] == {"action": "queue", "queue": "sales", "priority": 0, "steps": None,
+                              "max_wait": None, "announce": None, "transfer_to": None}
     assert data["prompts"] == ["hello", "digits/1"] and data["at"] is None
 
 

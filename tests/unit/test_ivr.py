@@ -141,7 +141,7 @@ def test_unknown_queue(tmp_path: Path) -> None:
         (("default: sales", "retries: yes"),
          "main.yaml:7:14: nodes.welcome.retries: expected a whole number, got True"),
         (("queue: sales}", "queue: sales, priority: 11}"), "main.yaml:8:48: nodes.sales.priority: Input"),
-        (("type: hangup", "type: transfer"), "main.yaml:9:8: nodes.bye: unknown node type 'transfer'"),
+        (("type: hangup", "type: dial"), "main.yaml:9:8: nodes.bye: unknown node type 'dial'"),
         (("    type: menu\n", ""), "main.yaml:4:5: nodes.welcome: missing 'type'; expected one of: menu"),
         (("    options: {\"1\": sales, \"2\": bye}\n", ""),
          "main.yaml:4:5: nodes.welcome.options: required"),

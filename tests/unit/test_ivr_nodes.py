@@ -11,11 +11,11 @@ import pytest
 
 from callcenter.config import PROJECT_DIR
 from callcenter.ivr.expressions import ExpressionError, check_pattern, evaluate, parse_condition
-from callcenter.ivr.flow import FlowError, InputNode, load_flow
+from callcenter.ivr.flow import InputNode, load_flow
 from callcenter.ivr.interpreter import Collect, Finish, IvrSession, IvrStateError, TrailEntry
 from callcenter.ivr.lint import lint_file
 from callcenter.ivr.simulate import parse_digits, render, simulate
-from tests.unit.ivr_samples import QUEUES
+from tests.unit.ivr_samples import QUEUES, load_error, write
 
 EXAMPLE = PROJECT_DIR / "docs" / "examples" / "support_hours.yaml"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -62,19 +62,6 @@ nodes:
   bye: {type: hangup}
   party: {type: hangup, prompts: [hello]}
 """
-
-
-def write(tmp_path: Path, text: str, name: str = "main") -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    return path
-
-
-def load_error(tmp_path: Path, text: str) -> list[str]:
-    path = write(tmp_path, text)
-    with pytest.raises(FlowError) as exc:
-        load_flow(path)
-    return str(exc.value).replace(str(path), "main.yaml").splitlines()
 
 
 def session_for(tmp_path: Path, text: str = FLOW, **kwargs) -> IvrSession:
