@@ -36,6 +36,16 @@ class CustomerSource(Protocol):
     def lookup_by_account(self, digits: str) -> CustomerCard | None: ...
 
 
+def query_by(store: CustomerSource, by: LookupKey) -> Callable[[str], CustomerCard | None]:
+    """The store's lookup for ``by``: the caller's number, or an account number. An unknown ``by``
+    is a programming error and raises ValueError."""
+    if by == "caller":
+        return store.lookup_by_number
+    if by == "account":
+        return store.lookup_by_account
+    raise ValueError(f"lookup by {by!r}: expected 'caller' or 'account'")
+
+
 @dataclass(frozen=True)
 class LookupOutcome:
     status: LookupStatus
@@ -63,12 +73,7 @@ class CustomerDirectory:
         """'found' with the card, 'not_found', or 'unavailable' (timed out, failed, or too many
         earlier lookups still stuck). Never raises for the store's sake; an unknown ``by`` is a
         programming error and raises ValueError."""
-        if by == "caller":
-            query = self.store.lookup_by_number
-        elif by == "account":
-            query = self.store.lookup_by_account
-        else:
-            raise ValueError(f"lookup by {by!r}: expected 'caller' or 'account'")
+        query = query_by(self.store, by)
         started = self.clock()
         if self.stuck >= self.max_stuck:
             log.warning("CRM lookup by %s %r: %d timed-out lookups still running; treated as unavailable",

@@ -16,7 +16,7 @@ import click
 
 from callcenter.acd.config import RoutingConfigError, load_routing
 from callcenter.config import Settings
-from callcenter.ivr.flow import FLOW_SUFFIXES, Flow, FlowError, flow_json_schema, load_flow
+from callcenter.ivr.flow import FLOW_SUFFIXES, Flow, FlowError, flow_file, flow_json_schema, load_flow
 from callcenter.ivr.lint import Finding, FlowDirectory, has_errors, lint_paths
 from callcenter.ivr.interpreter import Lookup, LookupStatus
 from callcenter.ivr.simulate import LookupAnswer, no_crm, parse_digits, render, simulate
@@ -99,6 +99,7 @@ def _crm_answers(settings: Settings) -> LookupAnswer:
     """Lookups answered from the configured CRM, as on a real call (without its timeout); without
     CRM tables there, every lookup is "unavailable", as a call gets from a CRM that is down. The
     database is opened at the first lookup, so flows without lookup nodes never touch it."""
+    from callcenter.crm.lookup import query_by
     from callcenter.crm.schema import CrmSchemaError
     from callcenter.crm.store import CrmStore
     from callcenter.storage import make_engine
@@ -115,7 +116,7 @@ def _crm_answers(settings: Settings) -> LookupAnswer:
         store = stores[0]
         if store is None:
             return no_crm(lookup)
-        card = store.lookup_by_number(lookup.value) if lookup.by == "caller" else store.lookup_by_account(lookup.value)
+        card = query_by(store, lookup.by)(lookup.value)
         return ("found", card.ivr_facts()) if card is not None else ("not_found", None)
 
     return answer
@@ -134,10 +135,9 @@ def _flow_path(flow: str, flows_dir: Path) -> Path:
     given = Path(flow)
     if given.suffix in FLOW_SUFFIXES or os.sep in flow or given.is_file():
         return given
-    for suffix in FLOW_SUFFIXES:
-        candidate = flows_dir / f"{flow}{suffix}"
-        if candidate.exists():
-            return candidate
+    found = flow_file(flows_dir, flow)
+    if found is not None:
+        return found
     raise click.ClickException(f"no flow named {flow!r} in {flows_dir} (and no file {flow!r})")
 
 

@@ -501,6 +501,11 @@ def parse_flow(
                 schedules=MappingProxyType(dict(doc.schedules)))
 
 
+def flow_file(directory: Path, name: str) -> Path | None:
+    """The file that holds flow ``name`` in ``directory`` (any flow suffix), or None."""
+    return next((path for suffix in FLOW_SUFFIXES if (path := directory / f"{name}{suffix}").is_file()), None)
+
+
 def load_flow(path: str | Path, *, known_queues: Collection[str] | None = None) -> Flow:
     path = Path(path)
     try:
@@ -746,8 +751,8 @@ def _schema_problem(source: str, root: yaml.Node | None, err: Any) -> FlowProble
     else:
         tag = None
     # Likewise the tag of a prompt's form (sound name or say item) after its index.
-    prompt_tag = next((i for i in range(1, len(loc)) if loc[i] in _PROMPT_TAGS and isinstance(loc[i - 1], int)
-                       and str(loc[i - 2]).endswith("prompts")), None) if len(loc) >= 3 else None
+    prompt_tag = next((i for i in range(2, len(loc)) if loc[i] in _PROMPT_TAGS and isinstance(loc[i - 1], int)
+                       and str(loc[i - 2]).endswith("prompts")), None)
     if prompt_tag is not None:
         loc = loc[:prompt_tag] + loc[prompt_tag + 1:]
     kind, message = err["type"], err["msg"]

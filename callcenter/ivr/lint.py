@@ -25,6 +25,7 @@ from callcenter.ivr.flow import (
     InputNode,
     MenuNode,
     Node,
+    flow_file,
     load_flow,
     queues_named,
     unknown_queue_message,
@@ -130,7 +131,7 @@ class FlowDirectory:
         """The flow, or None when no file holds it or it does not load (reported on its own)."""
         if name not in self._loaded:
             self._loaded[name] = None
-            path = self._path(name)
+            path = flow_file(self.directory, name)
             if path is not None:
                 try:
                     self._loaded[name] = load_flow(path)
@@ -139,10 +140,7 @@ class FlowDirectory:
         return self._loaded[name]
 
     def exists(self, name: str) -> bool:
-        return self._path(name) is not None
-
-    def _path(self, name: str) -> Path | None:
-        return next((p for s in FLOW_SUFFIXES if (p := self.directory / f"{name}{s}").is_file()), None)
+        return flow_file(self.directory, name) is not None
 
 
 def from_problem(problem: FlowProblem) -> Finding:
