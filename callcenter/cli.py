@@ -115,11 +115,14 @@ def up(ctx: click.Context, demo: bool, exit_after_demo: bool) -> None:
         engine = Engine(settings)
         await engine.start()
         from callcenter.crm.store import CrmStore
-        from callcenter.demo import seed_demo_customers
+        from callcenter.demo import seed_demo_customers, seed_demo_passwords
 
         seeded = await asyncio.to_thread(seed_demo_customers, CrmStore(engine.db, region=settings.crm_region))
         if seeded:
             click.echo(f"demo customers for the service line: {seeded}")
+        passwords = await asyncio.to_thread(seed_demo_passwords, engine.credentials, list(settings.agents))
+        if passwords:
+            click.echo(f"demo desktop passwords (demo-<agent id>) set for agents {', '.join(passwords)}")
         click.echo(_banner(settings, instance))
         code = 0
         if demo:
@@ -150,7 +153,10 @@ def _banner(settings: Settings, instance) -> str:
         "            sip:5001@127.0.0.1:5060 the service line: language, account number (12345678 is a VIP),",
         "            place in line and estimated wait (closed outside Shanghai business hours)",
         f"  agents    agent1001..agent1010 ring at: {', '.join(list(settings.agents.values())[:2])}, ...",
-        f"  web API   http://{settings.web_host}:{settings.web_port}/api/queues  (/agents, /events, /health)",
+        f"  desktop   http://{settings.web_host}:{settings.web_port}/desktop/  (agent 1001, password demo-1001"
+        " unless changed with `callcenter agent password`)",
+        f"  web API   http://{settings.web_host}:{settings.web_port}/api/queues  (/agents, /events, /health;"
+        f" send the token in {settings.data_dir / 'api-token'} as 'Authorization: Bearer ...')",
         f"  database  {settings.db_url}",
         f"  records   {instance.recordings_dir}",
         "  log in    callcenter agent login 1001   (queues and skills: routing.yaml)",
@@ -160,7 +166,7 @@ def _banner(settings: Settings, instance) -> str:
 
 @main.group()
 def agent() -> None:
-    """Agent state: login, logout, pause, unpause."""
+    """Agent state (login, logout, pause, unpause) and desktop passwords."""
 
 
 @agent.command("login")
@@ -195,6 +201,30 @@ def _plain_agent_command(verb: str, help_text: str) -> None:
 
 
 _plain_agent_command("logout", "Log the agent out (refused while on a call).")
+
+
+@agent.command("password")
+@click.argument("agent_id")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The new password (asked for when not given; at least 8 characters)")
+@click.pass_context
+def agent_password(ctx, agent_id, password):
+    """Set the password the agent logs in to the desktop with (stored as an Argon2id hash)."""
+    from callcenter.storage import make_engine
+    from callcenter.web.auth import Credentials, PasswordError
+
+    settings = _settings(ctx)
+    if agent_id not in settings.agents:
+        raise click.ClickException(f"no agent {agent_id} in the settings' agents")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = make_engine(settings.db_url)
+    try:
+        Credentials(db).set_password(agent_id, password)
+    except PasswordError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.dispose()
+    click.echo(f"password set for agent {agent_id}")
 _plain_agent_command("unpause", "Make a paused agent available again.")
 
 

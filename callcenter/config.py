@@ -19,6 +19,11 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 AGENT_ID = re.compile(r"^[0-9]{3,6}$")
 QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
+CODE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+DEFAULT_DISPOSITIONS = ("resolved", "follow_up", "escalated", "transferred", "sales_lead", "complaint",
+                        "wrong_number")
+DEFAULT_PAUSE_REASONS = ("break", "lunch", "training", "meeting", "coaching", "after_call_work")
+
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -76,6 +81,18 @@ class Settings(BaseModel):
                             description="default region for phone numbers without a country code")
     crm_lookup_timeout: Seconds = Field(0.5, description="a slower CRM lookup is treated as unknown caller")
 
+    # the agent desktop
+    dispositions: list[Annotated[str, Field(pattern=CODE.pattern)]] = Field(
+        default_factory=lambda: list(DEFAULT_DISPOSITIONS), min_length=1,
+        description="wrap-up codes an agent picks from (the interaction log's disposition)")
+    pause_reasons: list[Annotated[str, Field(pattern=CODE.pattern)]] = Field(
+        default_factory=lambda: list(DEFAULT_PAUSE_REASONS), min_length=1)
+    session_idle_minutes: Annotated[int, Field(ge=5, le=24 * 60)] = 12 * 60
+    pop_webhook_url: str | None = Field(None, pattern=r"^https?://[^\s]+$",
+                                        description="POST every screen pop here as JSON (optional)")
+    pop_webhook_secret: str | None = Field(None, min_length=16, description="signs webhook bodies (HMAC-SHA256)")
+    pop_webhook_timeout: Seconds = 2.0
+
     @field_validator("agents")
     @classmethod
     def _agent_contacts(cls, agents: dict[str, str]) -> dict[str, str]:
@@ -85,6 +102,14 @@ class Settings(BaseModel):
             if not re.match(r"^sips?:[A-Za-z0-9_.+-]+@[A-Za-z0-9_.-]+(:[0-9]{1,5})?$", contact):
                 raise ValueError(f"agent {agent_id}: contact {contact!r} is not a sip:user@host[:port] URI")
         return agents
+
+    @field_validator("dispositions", "pause_reasons")
+    @classmethod
+    def _no_repeats(cls, codes: list[str]) -> list[str]:
+        repeated = sorted({c for c in codes if codes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {repeated}")
+        return codes
 
     @model_validator(mode="after")
     def _heartbeat_fits(self) -> "Settings":

@@ -9,13 +9,17 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from callcenter.acd.announcements import AnnouncementPlan
+from callcenter.acd.call_control import CallControl, CallControlError
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
-from callcenter.acd.model import AgentState
+from callcenter.acd.model import AgentState, MaxWait
 from callcenter.acd.router import Router, RoutingError
 from callcenter.acd.shell import AcdShell
+from callcenter.acd.steps import Steps
+from callcenter.acd.transfer import with_identity
 from callcenter.asterisk.ami import AmiClient
 from callcenter.asterisk.fastagi import AgiChannel, FastAgiServer
 from callcenter.asterisk.process import AsteriskInstance
@@ -25,11 +29,15 @@ from callcenter.ivr.agi_runner import run_flow
 from callcenter.crm.lookup import CustomerDirectory
 from callcenter.crm.schema import migrate as migrate_crm
 from callcenter.crm.store import CrmStore
-from callcenter.ivr.interpreter import Finish, Lookup, LookupStatus
+from callcenter.desktop.service import DesktopService
+from callcenter.desktop.web import DesktopApi
+from callcenter.desktop.webhook import PopWebhook
+from callcenter.ivr.interpreter import Lookup, LookupStatus
 from callcenter.ivr.library import FlowLibrary
 from callcenter.runtime import BackgroundTasks
 from callcenter.storage import make_engine
 from callcenter.web.api import ApiError, ApiRoot, JsonApi
+from callcenter.web.auth import Credentials, Role, Sessions, api_token
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,17 @@ ANNOUNCE_TICK_SECONDS = 1.0
 
 class UnknownAgent(LookupError):
     """The agent id is not one of settings.agents."""
+
+
+@dataclass(frozen=True)
+class QueueTerms:
+    """How a caller is to be queued when it reaches the hold loop: the IVR queue node's own rules,
+    or a transfer's; and the IVR's flow and inputs, for the screen pop."""
+
+    steps: Steps | None = None
+    max_wait: MaxWait | None = None
+    announce: AnnouncementPlan | None = None
+    context: dict = field(default_factory=dict)
 
 
 def local_day(now: float) -> int:
@@ -75,10 +94,24 @@ class Engine:
         self._tasks = BackgroundTasks()
         self._heartbeat_task: asyncio.Task | None = None
         self._flows_task: asyncio.Task | None = None
-        # How an IVR queue node queued a caller (own steps, max wait, announcements), until the
-        # caller reaches the hold loop. Not kept across an engine restart: a re-adopted caller
-        # gets its queue's own rules and no announcements.
-        self._ivr_queue_terms: dict[str, Finish] = {}
+        # How an IVR queue node (or a transfer) queued a caller, until the caller reaches the hold
+        # loop. Not kept across an engine restart: a re-adopted caller gets its queue's own rules,
+        # no announcements and no IVR context in its screen pop.
+        self._queue_terms: dict[str, QueueTerms] = {}
+        self.calls = CallControl(self.router, self.acd, self.ami, keep_terms=self._keep_transfer_terms)
+        self.api_token = api_token(settings.data_dir)
+        self.credentials = Credentials(self.db)
+        self.sessions = Sessions(settings.session_idle_minutes * 60)
+        webhook = (PopWebhook(settings.pop_webhook_url, settings.pop_webhook_secret, settings.pop_webhook_timeout)
+                   if settings.pop_webhook_url else None)
+        self.desktop = DesktopService(self.router, self.events, self.db, dispositions=settings.dispositions,
+                                      pause_reasons=settings.pause_reasons, webhook=webhook,
+                                      held=lambda call_id: call_id in self.calls.held)
+        self.acd.observers.append(self.desktop.on_effect)
+        self.calls.on_change = self.desktop.refresh
+        self._desk_api = DesktopApi(known_agents=lambda: set(self.settings.agents), credentials=self.credentials,
+                                    sessions=self.sessions, api_token=self.api_token, desktop=self.desktop,
+                                    calls=self.calls, control_agent=self.control_agent)
         self._announce_task: asyncio.Task | None = None
         self.crm: CustomerDirectory | None = None  # once the CRM tables are migrated (start)
         self._web_port = None
@@ -89,6 +122,7 @@ class Engine:
         await asyncio.to_thread(migrate_crm, self.db)  # before any call can look a customer up
         self.crm = CustomerDirectory(CrmStore(self.db, region=self.settings.crm_region),
                                      self.settings.crm_lookup_timeout)
+        self.desktop.crm = self.crm
         await self.agi.start(self.settings.agi_host, self.settings.agi_port)
         self._start_web()
         await self.ami.connect()
@@ -112,7 +146,10 @@ class Engine:
             self._web_port = None
             if stopped is not None:  # a Twisted Deferred: bridge it into asyncio
                 await stopped.asFuture(asyncio.get_running_loop())
+        self._desk_api.close()
         await self.agi.close()
+        await self.calls.close()
+        await self.desktop.close()
         await self.acd.close()
         await self._tasks.close()
         self.ami.close()
@@ -151,7 +188,8 @@ class Engine:
         name = event.get("Event", "")
         uniqueid = event.get("Uniqueid", "")
         if name == "Hangup":
-            self._ivr_queue_terms.pop(uniqueid, None)
+            self._queue_terms.pop(uniqueid, None)
+            self.calls.channel_gone(uniqueid)
             self.acd.channel_hung_up(uniqueid)
         elif name == "BridgeEnter":
             self.acd.leg_bridged(uniqueid)
@@ -177,15 +215,14 @@ class Engine:
 
     def _caller_waiting(self, call_id: str, event) -> None:
         channel = event.get("Channel", "")
-        terms = self._ivr_queue_terms.pop(call_id, None)
+        terms = self._queue_terms.pop(call_id, None) or QueueTerms()
         try:
             priority = int(event.get("CCPriority") or 0)
             enqueued_at = float(event.get("EnqueuedAt") or 0) or None
             self.acd.caller_waiting(call_id, event.get("Queue", ""), priority, channel,
                                     event.get("CallerIDNum", ""), enqueued_at,
-                                    steps=terms.steps if terms else None, max_wait=terms.max_wait if terms else None,
-                                    announce=AnnouncementPlan(**terms.announce.model_dump())
-                                    if terms and terms.announce else None)
+                                    steps=terms.steps, max_wait=terms.max_wait, announce=terms.announce,
+                                    caller_name=event.get("CallerIDName", ""), context=terms.context)
         except (RoutingError, ValueError) as exc:
             # never leave a caller in a queue nobody serves: send them to the fallback route
             log.error("call %s could not be queued (%s); sending it to the fallback route", call_id, exc)
@@ -217,10 +254,24 @@ class Engine:
             log.error("no IVR flow %r (call %s)", flow_name, channel.uniqueid)
             self.events.record("ivr_missing_flow", call_id=channel.uniqueid, data={"flow": flow_name})
             return  # the dialplan sends a call without CC_ACTION to the fallback route
-        finish = await run_flow(channel, flow, flow_name, self.events, flows=self.flows.get, lookup=self._crm_lookup)
+        trail: list[dict] = []
+        finish = await run_flow(channel, flow, flow_name, self.events, flows=self.flows.get, lookup=self._crm_lookup,
+                                trail=trail)
         if finish.action == "queue":
             # the queue node's own rules, used when the caller announces itself from the hold loop
-            self._ivr_queue_terms[channel.uniqueid] = finish
+            inputs = {name.removeprefix("CC_VAR_"): value for name, value in finish.variables.items()
+                      if name.startswith("CC_VAR_")}
+            self._queue_terms[channel.uniqueid] = QueueTerms(
+                finish.steps, finish.max_wait,
+                AnnouncementPlan(**finish.announce.model_dump()) if finish.announce else None,
+                {"ivr_flow": flow_name, "ivr_variables": inputs, "ivr_trail": tuple(trail)})
+
+    def _keep_transfer_terms(self, call_id: str, steps: Steps | None) -> None:
+        """A transferred caller keeps its IVR context (and goes to one agent first, if asked)."""
+        call = self.router.call(call_id)
+        attrs = call.attrs if call is not None else {}
+        self._queue_terms[call_id] = QueueTerms(steps=steps, context={
+            key: attrs[key] for key in ("ivr_flow", "ivr_variables", "ivr_trail") if key in attrs})
 
     async def _crm_lookup(self, lookup: Lookup) -> tuple[LookupStatus, dict | None]:
         """A lookup node's answer; the directory never raises and gives up after its timeout."""
@@ -255,7 +306,7 @@ class Engine:
                 raise RoutingError(f"agent {agent_id} has no entry in {self.routing.source}; give the queues to serve")
             chosen = [queues] if isinstance(queues, str) else (queues if queues is not None else profile.queues)
             effects = self.router.login(
-                agent_id, chosen, now, skills=profile.skills if profile else None,
+                agent_id, chosen, now, skills=with_identity(agent_id, profile.skills if profile else None),
                 wrapup_seconds=profile.wrapup_seconds if profile else None,
                 weight=profile.weight if profile else 1.0)
         elif verb == "pause":
@@ -281,7 +332,8 @@ class Engine:
         for agent in list(self.router.agents()):
             profile = plan.agents.get(agent.agent_id)
             if profile is not None and agent.state is not AgentState.LOGGED_OUT:
-                effects += self.router.set_profile(agent.agent_id, now, queues=profile.queues, skills=profile.skills,
+                effects += self.router.set_profile(agent.agent_id, now, queues=profile.queues,
+                                                   skills=with_identity(agent.agent_id, profile.skills),
                                                    wrapup_seconds=profile.wrapup_seconds, weight=profile.weight)
         self.acd.apply(effects)
         log.info("routing reloaded from %s: %d queue(s), %d agent profile(s)", plan.source, len(plan.queues),
@@ -313,14 +365,17 @@ class Engine:
         from twisted.internet import reactor
         from twisted.web import server
 
-        self._web_port = reactor.listenTCP(self.settings.web_port, server.Site(ApiRoot(self.build_api())),
+        api = self.build_api()
+        self._web_port = reactor.listenTCP(self.settings.web_port, server.Site(ApiRoot(api, self._desk_api.pages())),
                                            interface=self.settings.web_host)
 
     def build_api(self) -> JsonApi:
         port = self.settings.web_port
-        api = JsonApi(allowed_hosts={f"{h}:{port}" for h in (self.settings.web_host, "127.0.0.1", "localhost")})
+        api = JsonApi(allowed_hosts={f"{h}:{port}" for h in (self.settings.web_host, "127.0.0.1", "localhost")},
+                      identify=self._desk_api.identify)
+        self._desk_api.register(api)
         now = time.time
-        api.add("GET", "/api/health", lambda **_: {
+        api.add("GET", "/api/health", role=Role.PUBLIC, handler=lambda **_: {
             "ok": True, "ami_connected": self.ami.connected, "loop_ticks": self.loop_ticks,
             "uptime": round(now() - self.started_at, 1),
             "agi_rejected_connections": self.agi.rejected_connections})

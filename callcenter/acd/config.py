@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Strin
 
 from callcenter.acd.model import MaxWait, MaxWaitAction, QueueConfig, RoutingError, Strategy
 from callcenter.acd.requirements import SkillError, check_known_skills, check_skills, unknown_skill_reason
+from callcenter.acd.transfer import IDENTITY_PREFIX, is_identity_skill
 from callcenter.acd.router import checked_queue_configs
 from callcenter.acd.steps import StepsError, validate_steps
 from callcenter.config import AGENT_ID, QUEUE_NAME
@@ -202,7 +203,10 @@ def _build(doc: _RoutingDocument, problem) -> tuple[dict[str, Any], list[Routing
             problems.append(problem((*here, "skills"), str(exc)))
             continue
         for skill in skills:
-            if known is not None and skill not in known:
+            if is_identity_skill(skill):
+                problems.append(problem((*here, "skills", skill), f"skill names starting with '{IDENTITY_PREFIX}' are "
+                                        "the engine's own (transfer to one agent)", at_key=True))
+            elif known is not None and skill not in known:
                 problems.append(problem((*here, "skills", skill), unknown_skill_reason(skill, known), at_key=True))
         agents[agent_id] = AgentProfile(
             frozenset(raw_agent.queues), skills,

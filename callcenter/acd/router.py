@@ -323,6 +323,11 @@ class Router:
         agents = sorted(self._agents.values(), key=lambda a: a.id_order)
         return [self._agent_view(agent, now) for agent in agents]
 
+    def agent_snapshot(self, agent_id: str, now: float) -> dict[str, Any] | None:
+        """One agent as plain data (None: never logged in since the engine started)."""
+        agent = self._agents.get(agent_id)
+        return None if agent is None else self._agent_view(agent, now)
+
     def queues_snapshot(self, now: float) -> list[dict[str, Any]]:
         """Every queue as plain data, in configuration order; waiting calls in offer order."""
         return [self._queue_view(name, now) for name in self._configs]

@@ -16,11 +16,12 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from callcenter.acd.announcements import AnnouncementPlan, AnnouncementSchedule, announcement
-from callcenter.acd.model import Call, CallState, CancelOffer, Divert, Event, MaxWait, Offer, StartTimer
+from callcenter.acd.model import Call, CallState, CancelOffer, Divert, Effect, Event, MaxWait, Offer, StartTimer
 from callcenter.acd.router import Router
 from callcenter.acd.steps import Steps
 from callcenter.asterisk.ami import AmiClient, AmiError
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 # Asterisk's OriginateResponse Reason codes (AST_CONTROL_*): what a failed ring means for the agent.
 FAILURE_REASONS = {3: "ring-no-answer", 5: "busy"}
 CALLER_NUMBER = re.compile(r"[^0-9+*#]")
+MAX_CALLER_NAME = 80  # a caller ID name is whatever the trunk sent: kept as text, cut to a sane length
 
 
 @dataclass
@@ -58,6 +60,9 @@ class AcdShell:
         self._tasks = BackgroundTasks()
         self.legs: dict[str, AgentLeg] = {}  # agent leg uniqueid -> its offer, until the leg hangs up
         self.announcements = AnnouncementSchedule()
+        # Told of every effect after the shell has acted on it (the agent desktop follows offers,
+        # answers and ends this way); an observer must not raise and must not block.
+        self.observers: list[Callable[[Effect], None]] = []
 
     # ------------------------------------------------------------------ inputs
     def apply(self, effects: Iterable) -> None:
@@ -76,19 +81,28 @@ class AcdShell:
                 self._arm(effect)
             else:  # a new effect type the shell does not know yet is a programming error, loudly
                 log.error("unknown ACD effect %r", effect)
+            for observe in self.observers:
+                try:
+                    observe(effect)
+                except Exception:
+                    log.exception("ACD observer failed on %r", effect)
 
     def caller_waiting(self, call_id: str, queue: str, priority: int, caller_channel: str,
                        caller_number: str, enqueued_at: float | None = None, *, steps: Steps | None = None,
-                       max_wait: MaxWait | None = None, announce: AnnouncementPlan | None = None) -> None:
+                       max_wait: MaxWait | None = None, announce: AnnouncementPlan | None = None,
+                       caller_name: str = "", context: Mapping[str, Any] | None = None) -> None:
         """The dialplan says this caller is in the hold loop. Repeats for a known call are ignored
-        (a caller announces itself again when the engine changes)."""
+        (a caller announces itself again when the engine changes). ``context`` (the IVR's flow and
+        inputs) travels with the call for the screen pop."""
         if self.router.call(call_id) is not None:
             return
         now = self.clock()
         self.apply(self.router.enqueue(
             call_id, queue, now, priority=priority,
             enqueued_at=min(enqueued_at, now) if enqueued_at else None, steps=steps, max_wait=max_wait,
-            attrs={"caller_channel": caller_channel, "caller_number": CALLER_NUMBER.sub("", caller_number)[:32]}))
+            attrs={**(context or {}), "caller_channel": caller_channel,
+                   "caller_number": CALLER_NUMBER.sub("", caller_number)[:32],
+                   "caller_name": caller_name[:MAX_CALLER_NAME]}))
         if announce is not None and self.router.call(call_id) is not None:
             self.announcements.add(call_id, announce, now)
 

@@ -193,5 +193,11 @@ class AmiClient:
             raise AmiValueError("AMI Hangup: regular expressions are not used by the engine")
         await self.action("Hangup", Channel=channel, Cause=cause)
 
-    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> None:
-        await self.action("Redirect", Channel=channel, Context=context, Exten=exten, Priority=priority)
+    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1, *,
+                       also: tuple[str, str] | None = None) -> None:
+        """Send ``channel`` to ``context,exten,priority``; ``also`` = (channel, context) moves a
+        second channel (to its ``exten``,1) in the same action, which is how two bridged channels
+        leave their bridge together."""
+        extra = {} if also is None else {"ExtraChannel": also[0], "ExtraContext": also[1], "ExtraExten": exten,
+                                         "ExtraPriority": 1}
+        await self.action("Redirect", Channel=channel, Context=context, Exten=exten, Priority=priority, **extra)

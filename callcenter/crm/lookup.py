@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from callcenter.crm.store import CustomerCard
 
@@ -26,6 +26,7 @@ LookupStatus = Literal["found", "not_found", "unavailable"]
 # rather than take more threads from the default executor, which asyncio.to_thread shares with the
 # rest of the engine. Lookups that are merely in flight do not count, so a burst of calls is fine.
 DEFAULT_MAX_STUCK = 4
+T = TypeVar("T")
 
 
 class CustomerSource(Protocol):
@@ -66,8 +67,8 @@ class CustomerDirectory:
         self.clock = clock
         # Store calls whose thread has not returned yet (held here: the loop keeps only weak
         # references to tasks), and among them those nobody waits for any more.
-        self._running: set[asyncio.Task[CustomerCard | None]] = set()
-        self._stuck: set[asyncio.Task[CustomerCard | None]] = set()
+        self._running: set[asyncio.Task] = set()
+        self._stuck: set[asyncio.Task] = set()
 
     async def lookup(self, by: LookupKey, value: str) -> LookupOutcome:
         """'found' with the card, 'not_found', or 'unavailable' (timed out, failed, or too many
@@ -75,31 +76,35 @@ class CustomerDirectory:
         programming error and raises ValueError."""
         query = query_by(self.store, by)
         started = self.clock()
+        answered, card = await self.bounded(f"CRM lookup by {by} {value!r}", query, value)
+        status: LookupStatus = "unavailable" if not answered else ("found" if card else "not_found")
+        outcome = self._outcome(status, card, started)
+        log.debug("CRM lookup by %s %r: %s in %.3fs", by, value, outcome.status, outcome.elapsed)
+        return outcome
+
+    async def bounded(self, what: str, work: Callable[..., T], *args: object) -> tuple[bool, T | None]:
+        """Run the synchronous ``work(*args)`` against the CRM in a worker thread, waiting at most
+        the timeout: (True, its result), or (False, None) if it timed out, failed, or too many
+        earlier calls are still stuck. Never raises for the store's sake."""
         if self.stuck >= self.max_stuck:
-            log.warning("CRM lookup by %s %r: %d timed-out lookups still running; treated as unavailable",
-                        by, value, self.stuck)
-            return self._outcome("unavailable", None, started)
+            log.warning("%s: %d timed-out CRM calls still running; treated as unavailable", what, self.stuck)
+            return False, None
         # The store call is a task of its own, shielded from wait_for's cancellation: on a timeout
         # (or when the call goes away) we stop waiting, but the worker thread cannot be interrupted
         # and runs the query to its end; the task tracks it until then.
-        call = asyncio.create_task(asyncio.to_thread(query, value), name=f"crm-lookup-{by}")
+        call = asyncio.create_task(asyncio.to_thread(work, *args), name=f"crm: {what}")
         self._running.add(call)
         call.add_done_callback(self._finished)
         try:
-            card = await asyncio.wait_for(asyncio.shield(call), self.timeout_seconds)
+            return True, await asyncio.wait_for(asyncio.shield(call), self.timeout_seconds)
         except TimeoutError:
-            log.warning("CRM lookup by %s %r: no answer within %.3fs; treated as unavailable",
-                        by, value, self.timeout_seconds)
-            return self._outcome("unavailable", None, started)
+            log.warning("%s: no answer within %.3fs; treated as unavailable", what, self.timeout_seconds)
         except Exception as exc:  # whatever the store raises, the call goes on
-            log.warning("CRM lookup by %s %r failed: %r; treated as unavailable", by, value, exc)
-            return self._outcome("unavailable", None, started)
+            log.warning("%s failed: %r; treated as unavailable", what, exc)
         finally:
             if not call.done():  # timed out, or the caller's task was cancelled
                 self._stuck.add(call)
-        outcome = self._outcome("found" if card else "not_found", card, started)
-        log.debug("CRM lookup by %s %r: %s in %.3fs", by, value, outcome.status, outcome.elapsed)
-        return outcome
+        return False, None
 
     @property
     def stuck(self) -> int:
@@ -109,7 +114,7 @@ class CustomerDirectory:
     def _outcome(self, status: LookupStatus, card: CustomerCard | None, started: float) -> LookupOutcome:
         return LookupOutcome(status, card, self.clock() - started)
 
-    def _finished(self, call: asyncio.Task[CustomerCard | None]) -> None:
+    def _finished(self, call: asyncio.Task) -> None:
         self._running.discard(call)
         self._stuck.discard(call)
         # Fetch the exception of a call nobody waited for, so asyncio does not report it as lost.

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import Column, Connection, Engine, Select, func, insert, select
+from sqlalchemy import Column, Connection, Engine, Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from callcenter.crm.phone import PhoneNumberError, check_region, normalize_number
@@ -243,11 +243,16 @@ class CrmStore:
         query = select(accounts_table.c.customer_id).where(accounts_table.c.account_number == digits)
         return self._card_for(query, "account")
 
+    def card(self, customer_id: int, matched_by: MatchedBy) -> CustomerCard | None:
+        """The customer an earlier lookup found (the IVR's), saying how it was matched."""
+        return self._card_for(select(customers_table.c.id).where(customers_table.c.id == customer_id), matched_by)
+
     # ---- interactions
     def record_interaction(self, *, customer_id: int | None, call_id: str | None = None,
                            caller_number: str | None = None, queue: str | None = None,
                            agent_id: str | None = None, disposition: str | None = None,
-                           resolved: bool | None = None, notes: str = "", ts: float | None = None) -> int:
+                           resolved: bool | None = None, notes: str = "", ts: float | None = None,
+                           conn: Connection | None = None) -> int:
         """Record one contact with a customer (``customer_id`` None: a caller the CRM did not
         know); returns its id."""
         if caller_number is not None:
@@ -256,14 +261,46 @@ class CrmStore:
         row = {"customer_id": customer_id, "call_id": call_id, "caller_number": caller_number,
                "queue": queue, "agent_id": agent_id, "disposition": disposition, "resolved": resolved,
                "notes": notes, "ts": time.time() if ts is None else ts}
-        with self.engine.begin() as conn:
+        if conn is not None:  # inside the caller's transaction
             return conn.execute(insert(interactions_table).values(row)).inserted_primary_key[0]
+        with self.engine.begin() as own:
+            return own.execute(insert(interactions_table).values(row)).inserted_primary_key[0]
+
+    def save_call_outcome(self, *, call_id: str, agent_id: str, customer_id: int | None = None,
+                          caller_number: str | None = None, queue: str | None = None, ts: float | None = None,
+                          **outcome: object) -> int:
+        """The one interaction of an agent's call: created by the first save (the call ending, or
+        the agent's wrap-up form, whichever comes first), completed by the next. ``outcome`` holds
+        what the agent says (disposition, resolved, notes); unset fields keep their value."""
+        unknown = set(outcome) - {"disposition", "resolved", "notes"}
+        if unknown:
+            raise ValueError(f"not an interaction outcome: {sorted(unknown)}")
+        where = (interactions_table.c.call_id == call_id) & (interactions_table.c.agent_id == agent_id)
+        with self.engine.begin() as conn:
+            existing = conn.execute(select(interactions_table.c.id, interactions_table.c.customer_id)
+                                    .where(where)).first()
+            if existing is None:
+                return self.record_interaction(customer_id=customer_id, call_id=call_id, caller_number=caller_number,
+                                               queue=queue, agent_id=agent_id, ts=ts, **outcome, conn=conn)
+            changes = dict(outcome)
+            if existing.customer_id is None and customer_id is not None:
+                changes["customer_id"] = customer_id
+            if changes:
+                conn.execute(update(interactions_table).where(interactions_table.c.id == existing.id).values(changes))
+            return existing.id
+
+    def open_issues(self, customer_id: int, limit: int = 5) -> list[Interaction]:
+        """The customer's contacts an agent marked as not resolved, newest first."""
+        return self._interactions(customer_id, limit, interactions_table.c.resolved.is_(False))
 
     def recent_interactions(self, customer_id: int, limit: int = 10) -> list[Interaction]:
         """The customer's latest interactions, newest first."""
+        return self._interactions(customer_id, limit)
+
+    def _interactions(self, customer_id: int, limit: int, *conditions) -> list[Interaction]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        query = (select(interactions_table).where(interactions_table.c.customer_id == customer_id)
+        query = (select(interactions_table).where(interactions_table.c.customer_id == customer_id, *conditions)
                  .order_by(interactions_table.c.ts.desc(), interactions_table.c.id.desc()).limit(limit))
         with self.engine.connect() as conn:
             return [Interaction(**row._mapping) for row in conn.execute(query)]

@@ -108,3 +108,16 @@ def seed_demo_customers(store) -> str | None:
         return None
     report = import_customers_csv(store, DEMO_CUSTOMERS)
     return report.summary()
+
+
+def demo_password(agent_id: str) -> str:
+    return f"demo-{agent_id}"
+
+
+def seed_demo_passwords(credentials, agent_ids) -> list[str]:
+    """Give agents that have no desktop password yet the demo one (``demo-<id>``); which were set.
+    Only ``callcenter up`` does this: a real site sets passwords with ``callcenter agent password``."""
+    seeded = [a for a in agent_ids if not credentials.has_password(a)]
+    for agent_id in seeded:
+        credentials.set_password(agent_id, demo_password(agent_id))
+    return seeded

@@ -122,3 +122,17 @@ def read_events(engine: Engine, *, call_id: str | None = None, since_id: int = 0
         query = query.where(events_table.c.call_id == call_id)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def read_agent_day(engine: Engine, agent_id: str, since: float) -> list[dict]:
+    """What an agent's own figures since ``since`` are made of: the agent's events, every event of
+    the calls they answered, and engine starts/stops (which end every state)."""
+    t = events_table.c
+    answered = select(t.call_id).where(t.agent_id == agent_id, t.kind == "answered", t.ts >= since)
+    query = (select(events_table)
+             .where(t.ts >= since,
+                    (t.agent_id == agent_id) | t.call_id.in_(answered)
+                    | t.kind.in_(("engine_started", "engine_stopped")))
+             .order_by(t.id))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]

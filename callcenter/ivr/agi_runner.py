@@ -25,7 +25,8 @@ async def no_crm(_lookup: Lookup) -> tuple[LookupStatus, None]:
 
 
 async def run_flow(channel: AgiChannel, flow: Flow, flow_name: str, events: EventLog, *,
-                   flows: FlowResolver | None = None, lookup: AsyncLookup = no_crm) -> Finish:
+                   flows: FlowResolver | None = None, lookup: AsyncLookup = no_crm,
+                   trail: list[dict] | None = None) -> Finish:
     call_id = channel.uniqueid
     events.record("call_arrived", call_id=call_id,
                   data={"caller": channel.caller_number, "channel": channel.channel, "flow": flow_name,
@@ -38,7 +39,10 @@ async def run_flow(channel: AgiChannel, flow: Flow, flow_name: str, events: Even
     def log_trail() -> None:
         nonlocal logged
         for entry in session.trail[logged:]:
-            events.record(f"ivr_{entry.kind}", call_id=call_id, data={"node": entry.node, **entry.data})
+            event = {"kind": f"ivr_{entry.kind}", "data": {"node": entry.node, **entry.data}}
+            events.record(event["kind"], call_id=call_id, data=event["data"])
+            if trail is not None:  # the caller's copy (the screen pop shows the path)
+                trail.append(event)
         logged = len(session.trail)
 
     async def follow_language() -> None:

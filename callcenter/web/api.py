@@ -1,4 +1,5 @@
-"""JSON API resources. Each route is a small function of (request body) -> JSON-able result."""
+"""JSON API resources. Each route is a small function of (request body) -> JSON-able result, and
+declares who may call it (callcenter.web.auth.Role); the router refuses everyone else."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twisted.web import resource, server
+from twisted.web.util import Redirect
+
+from callcenter.web.auth import Identity, Role
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,19 @@ class Route:
     method: str
     pattern: re.Pattern
     handler: Callable[..., object]
+    roles: frozenset[Role]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A result with response headers of its own (the login's Set-Cookie)."""
+
+    body: object
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# Who a request comes from (None: nobody we know); see callcenter.web.auth.
+Identify = Callable[[server.Request], Identity | None]
 
 
 class JsonApi(resource.Resource):
@@ -34,16 +51,19 @@ class JsonApi(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, allowed_hosts: set[str] | None = None):
+    def __init__(self, allowed_hosts: set[str] | None = None, identify: Identify = lambda request: None):
         super().__init__()
         self.routes: list[Route] = []
+        self.identify = identify
         # Host headers we answer to: a page from another site that rebinds its own name to
         # 127.0.0.1 (DNS rebinding) still sends its own name, and is refused.
         self.allowed_hosts = allowed_hosts
 
-    def add(self, method: str, path: str, handler: Callable[..., object]) -> None:
+    def add(self, method: str, path: str, handler: Callable[..., object], role: Role | tuple[Role, ...] = Role.OPS) -> None:
+        """``role``: who may call it. Handlers get ``who`` (the caller's Identity, None on public
+        routes), ``body``, ``query`` and the path's {groups}."""
         pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]+)", path) + "$")
-        self.routes.append(Route(method, pattern, handler))
+        self.routes.append(Route(method, pattern, handler, frozenset((role,) if isinstance(role, Role) else role)))
 
     def render(self, request: server.Request) -> bytes | int:
         path = request.path.decode("utf-8", "replace")
@@ -80,6 +100,10 @@ class JsonApi(resource.Resource):
     @staticmethod
     def _encode(request: server.Request, status: int, result: object) -> bytes:
         request.setResponseCode(status)
+        if isinstance(result, Reply):
+            for name, value in result.headers.items():
+                request.setHeader(name.encode(), value.encode())
+            result = result.body
         return json.dumps(result, default=str).encode() + b"\n"
 
     def _dispatch(self, method: str, path: str, request: server.Request) -> object:
@@ -94,6 +118,7 @@ class JsonApi(resource.Resource):
             path_matched = True
             if route.method != method:
                 continue
+            who = self._authorize(route, request)
             body = {}
             if method == "POST":
                 # A cross-site form cannot send application/json without a CORS preflight, which
@@ -110,18 +135,35 @@ class JsonApi(resource.Resource):
                     if not isinstance(body, dict):
                         raise ApiError(400, "request body must be a JSON object")
             query = {k.decode(): v[0].decode() for k, v in request.args.items()}
-            return route.handler(body=body, query=query, **match.groupdict())
+            return route.handler(body=body, query=query, who=who, **match.groupdict())
         if path_matched:
             raise ApiError(405, f"{method} not allowed on {path}")
         raise ApiError(404, f"no such endpoint: {path}")
 
+    def _authorize(self, route: Route, request: server.Request) -> Identity | None:
+        if Role.PUBLIC in route.roles:
+            return self.identify(request)
+        who = self.identify(request)
+        if who is None:
+            raise ApiError(401, "log in first (agents), or send the API token as 'Authorization: Bearer ...'")
+        if who.role not in route.roles:
+            raise ApiError(403, f"{who.describe()} may not call this endpoint")
+        return who
+
 
 class ApiRoot(resource.Resource):
-    """The site root: ``/api/...`` goes to the JSON API; the desktop and wallboard pages come later."""
+    """The site root: ``/api/...`` goes to the JSON API, ``/live/...`` to the live channels, and
+    other names to the pages (the agent desktop); ``/`` leads to the desktop."""
 
-    def __init__(self, api: JsonApi):
+    def __init__(self, api: JsonApi, children: dict[bytes, resource.Resource] | None = None):
         super().__init__()
         self.api = api
+        self.pages = dict(children or {})
 
     def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
-        return self.api if name == b"api" else resource.NoResource()
+        if name == b"api":
+            return self.api
+        if name == b"" and b"desktop" in self.pages:
+            return Redirect(b"/desktop/")
+        return self.pages.get(name) or resource.NoResource()
+

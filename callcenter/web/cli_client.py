@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from callcenter.config import Settings
+from callcenter.web.auth import read_api_token
 
 
 def command_settings(ctx: click.Context) -> Settings:
@@ -25,7 +26,11 @@ def api_call(ctx: click.Context, method: str, path: str, body: dict | None = Non
     s = command_settings(ctx)
     url = f"http://{s.web_host}:{s.web_port}{path}"
     data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"}
+    token = read_api_token(s.data_dir)
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())

@@ -18,6 +18,7 @@ import yaml
 from callcenter.config import Settings
 from callcenter.events.log import read_events
 from callcenter.storage import make_engine
+from callcenter.web.auth import read_api_token
 
 
 def write_settings(path: Path, **values) -> Path:
@@ -70,11 +71,13 @@ class EngineProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def api(self, method: str, path: str, body: dict | None = None, timeout: float = 3.0,
-            headers: dict | None = None):
+            headers: dict | None = None, *, token: bool = True):
+        """A JSON API call as an ops tool (the engine's API token), or with ``token=False`` as nobody."""
         s = self.settings
         data = json.dumps(body).encode() if body is not None else None
+        auth = {"authorization": f"Bearer {read_api_token(s.data_dir)}"} if token else {}
         req = urllib.request.Request(f"http://{s.web_host}:{s.web_port}{path}", data=data, method=method,
-                                     headers={"content-type": "application/json", **(headers or {})})
+                                     headers={"content-type": "application/json", **auth, **(headers or {})})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
 
