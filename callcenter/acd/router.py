@@ -51,6 +51,7 @@ from callcenter.acd.model import (
     Strategy,
 )
 from callcenter.acd.requirements import Always, Requirement, SkillError, check_skills
+from callcenter.acd.transfer import is_identity_skill
 from callcenter.acd.steps import MetricStep, Steps, active_step_at, next_change_at
 
 # States in which an agent counts as staffing its queues (for the estimated wait).
@@ -341,7 +342,8 @@ class Router:
             "idle_since": agent.idle_since,
             "reason": agent.pause_reason,
             "queues": sorted(agent.queues),
-            "skills": dict(sorted(agent.skills.items())),
+            # the identity skill (transfer to one agent) is the engine's plumbing, not a skill to show
+            "skills": {name: level for name, level in sorted(agent.skills.items()) if not is_identity_skill(name)},
             "call_id": agent.call_id,
             "calls_answered": agent.calls_answered,
             "calls_today": agent.calls_today,

@@ -29,6 +29,9 @@ _KEY_PCAP_SUFFIX = {**{d: d for d in "0123456789"}, "*": "star", "#": "pound"}
 MIN_KEY_GAP_MS = 200
 
 _CALLER_NUMBER = re.compile(r"^[A-Za-z0-9+._-]{1,32}$")
+# A display name goes into a SIP quoted-string inside SIPp's CDATA: no quote, backslash, SIPp's
+# [keyword] brackets, or line breaks; anything else printable (markup included) is fine.
+_CALLER_NAME = re.compile(r'^[^"\\\[\]\r\n\x00-\x1f]{1,64}$')
 _SIP_USER = _CALLER_NUMBER
 
 # The INVITE, a CANCEL of it and the ACK of a non-2xx answer must share one Via branch (RFC 3261
@@ -160,6 +163,7 @@ def caller_scenario(
     max_wait_for_bye_ms: int = 120_000,
     play_audio: bool = True,
     pcap_dir: Path = PCAP_DIR,
+    caller_name: str | None = None,
 ) -> str:
     """A UAC that dials ``[service]@[remote_ip]:[remote_port]`` (``-s`` and the sipp target).
 
@@ -174,6 +178,9 @@ def caller_scenario(
     validate_keys(keys)
     if not _CALLER_NUMBER.match(caller_number):
         raise ValueError(f"caller_number {caller_number!r} must be 1-32 of [A-Za-z0-9+._-]")
+    if caller_name is not None and not _CALLER_NAME.match(caller_name):
+        raise ValueError(f"caller_name {caller_name!r}: 1-64 printable characters without quotes, "
+                         "backslashes or square brackets")
     _ms("key_gap_ms", key_gap_ms, MIN_KEY_GAP_MS if keys else 0)
     _ms("answer_wait_ms", answer_wait_ms)
     if hold_ms is not None:
@@ -188,7 +195,7 @@ def caller_scenario(
     audio = _pcap(pcap_dir / AUDIO_PCAP) if play_audio else None
 
     contact = f"<sip:{caller_number}@[local_ip]:[local_port];transport=[transport]>"
-    from_hdr = (f'From: "{caller_number}" <sip:{caller_number}@[local_ip]:[local_port]>'
+    from_hdr = (f'From: "{caller_name or caller_number}" <sip:{caller_number}@[local_ip]:[local_port]>'
                 ";tag=[pid]SIPpTag00[call_number]")
     to_hdr = "To: <sip:[service]@[remote_ip]:[remote_port]>"
     ruri = "sip:[service]@[remote_ip]:[remote_port]"

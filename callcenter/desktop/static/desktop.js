@@ -57,8 +57,8 @@ let stream = null;
 let outcomeCallId = null;
 
 const $ = (id) => document.getElementById(id);
-const t = (key) => (TEXT[lang] && TEXT[lang][key]) || TEXT.en[key] || key;
-const code = (c) => (TEXT[lang]["code_" + c]) || c.replace(/_/g, " ");
+const t = (key) => (key in TEXT[lang] ? TEXT[lang][key] : key in TEXT.en ? TEXT.en[key] : key);
+const code = (c) => TEXT[lang]["code_" + c] || c.replace(/_/g, " ");
 const put = (id, text) => { $(id).textContent = text == null || text === "" ? "–" : String(text); };
 
 function duration(seconds) {
@@ -73,10 +73,11 @@ function when(epoch) {
 }
 
 async function api(method, path, body) {
-  const response = await fetch(path, {
+  const post = method !== "GET";
+  const response = await fetch(path, {  // POSTs are always JSON: the API refuses anything else
     method, credentials: "same-origin",
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    headers: post ? { "content-type": "application/json" } : {},
+    body: post ? JSON.stringify(body === undefined ? {} : body) : undefined,
   });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -134,7 +135,8 @@ function contactLine(item) {
 
 function renderPop(pop) {
   put("caller-number", pop.caller.number || t("anonymous"));
-  $("caller-name").textContent = pop.caller.name ? `“${pop.caller.name}”` : "";
+  const name = pop.caller.name && pop.caller.name !== pop.caller.number ? pop.caller.name : "";
+  $("caller-name").textContent = name ? `“${name}”` : "";
   put("call-queue", pop.queue);
   put("call-waited", duration(pop.waited));
   $("crm-status").textContent = t("crm_" + pop.crm);
@@ -144,7 +146,7 @@ function renderPop(pop) {
   if (pop.customer) {
     const c = pop.customer;
     put("customer-name", c.name);
-    $("customer-tier").textContent = t("tier_" + c.tier) === "tier_" + c.tier ? c.tier : t("tier_" + c.tier);
+    $("customer-tier").textContent = t("tier_" + c.tier) === "tier_" + c.tier ? c.tier : t("tier_" + c.tier);  // a site's own tier as written
     $("customer-tier").className = "tier " + c.tier;
     put("customer-language", c.language);
     put("customer-phones", c.phones.join(", "));
@@ -188,6 +190,7 @@ function render() {
   if (outcomeCallId !== call.call_id) {  // a new call: a fresh form
     outcomeCallId = call.call_id;
     $("outcome-form").reset();
+    delete $("outcome-status").dataset.i18n;
     $("outcome-status").textContent = "";
   }
 }
@@ -214,7 +217,8 @@ function onDesk(next) {
   desk = next;
   render();
   const after = desk.call ? desk.call.stage : null;
-  if (before !== after && (after === "wrap_up" || after === "done")) refreshFigures();
+  // the event log is written in batches: ask a moment later, so the call just ended is counted
+  if (before !== after && (after === "wrap_up" || after === "done")) setTimeout(refreshFigures, 1000);
 }
 
 function openStream() {
@@ -287,7 +291,8 @@ $("outcome-form").addEventListener("submit", async (event) => {
     resolved: resolved ? resolved.value === "yes" : null,
     notes: $("notes").value,
   });
-  if (saved) $("outcome-status").textContent = t("saved");
+  if (saved) $("outcome-status").dataset.i18n = "saved";
+  applyLanguage();
 });
 for (const b of document.querySelectorAll("[data-lang]")) {
   b.addEventListener("click", () => { lang = b.dataset.lang; localStorage.setItem("desktop-lang", lang); applyLanguage(); });
