@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from callcenter.acd.announcements import AnnouncementPlan
-from callcenter.acd.call_control import CallControl, CallControlError
+from callcenter.acd.call_control import CallControl
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
 from callcenter.acd.model import AgentState, MaxWait
 from callcenter.acd.router import Router, RoutingError
