@@ -151,7 +151,7 @@ class DesktopService:
             desk.call, desk.stage, desk.pop = None, None, None
         elif event.kind == "ended" and current:
             desk.stage = "wrap_up"
-            self._tasks.spawn(self._store_outcome(agent_id, desk.call, desk.customer_id, {}),
+            self._tasks.spawn(self._store_outcome(agent_id, event.call_id, desk.call, desk.customer_id, {}),
                               f"interaction {event.call_id}")
         elif event.kind == "wrapup_done" and current:
             desk.stage = "done"
@@ -214,7 +214,7 @@ class DesktopService:
         outcome = {k: v for k, v in (("disposition", disposition), ("resolved", resolved), ("notes", notes))
                    if v is not None}
         call = desk.call if desk.call is not None and desk.call.call_id == call_id else None
-        await self._store_outcome(agent_id, call, desk.customer_id if call else None, outcome, call_id=call_id)
+        await self._store_outcome(agent_id, call_id, call, desk.customer_id if call else None, outcome)
         if call is not None:
             desk.outcome.update(outcome)
             self._push(agent_id)
@@ -222,13 +222,14 @@ class DesktopService:
                            data={"disposition": disposition, "resolved": resolved})
         return {"call_id": call_id, **outcome}
 
-    async def _store_outcome(self, agent_id: str, call: RingingCall | None, customer_id: int | None,
-                             outcome: dict[str, Any], *, call_id: str | None = None) -> None:
+    async def _store_outcome(self, agent_id: str, call_id: str, call: RingingCall | None, customer_id: int | None,
+                             outcome: dict[str, Any]) -> None:
+        """``call``: what the desk still knows of it (None once the agent has moved on: the row exists)."""
         if self.crm is None:
             raise DesktopError("the CRM is not ready")
         async with self._writes:
             await asyncio.to_thread(
-                self.crm.store.save_call_outcome, call_id=call.call_id if call else call_id, agent_id=agent_id,
+                self.crm.store.save_call_outcome, call_id=call_id, agent_id=agent_id,
                 customer_id=customer_id, caller_number=call.caller_number if call else None,
                 queue=call.queue if call else None, **outcome)
 

@@ -220,8 +220,7 @@ def test_a_failing_webhook_is_reported_not_raised(receiver):
     assert failure is not None and "refused" in failure.lower()
 
 
-def test_unused_event_import_guard():
-    # Event is what the desk ignores without an agent: a queue-level event changes no desk
+def test_an_event_without_an_agent_changes_no_desk():
     router = Router(["support"], ring_timeout=10, wrapup_seconds=5)
     desk = DesktopService(router, None, None, dispositions=["resolved"], pause_reasons=["break"])
     pushed = []
