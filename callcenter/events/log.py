@@ -1,15 +1,25 @@
-"""Event table and its batched, non-blocking writer."""
+"""Event table and its batched, non-blocking, idempotent writer.
+
+Every event carries a unique ``event_key``. The writer inserts with "on conflict do nothing", so
+an event stored twice (a batch retried after a commit whose answer was lost, a stream replayed
+after a crash) is one row. Keys are ``<run id>:<sequence>`` unless the producer gives its own
+(a replay keeps the keys it read).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 
+from sqlalchemy import (JSON, Column, Engine, Float, Index, Integer, MetaData, String, Table, inspect,
+                        select, text)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
-from sqlalchemy import JSON, Column, Engine, Float, Index, Integer, MetaData, String, Table, insert, select
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +34,32 @@ events_table = Table(
     Column("queue", String(32), nullable=True),
     Column("agent_id", String(16), nullable=True),
     Column("data", JSON, nullable=False, default=dict),
+    # Unique: a replayed or duplicated event is stored once. Nullable only for rows written before
+    # the key existed (both SQLite and PostgreSQL let NULLs repeat under a unique index).
+    Column("event_key", String(80), nullable=True),
     Index("ix_events_call", "call_id", "id"),
     Index("ix_events_ts", "ts"),
+    Index("ux_events_key", "event_key", unique=True),
 )
+
+
+def create_events_table(engine: Engine) -> None:
+    """Create the table, or bring one written by an older version up to this schema."""
+    metadata.create_all(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("events")}
+    if "event_key" not in columns:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE events ADD COLUMN event_key VARCHAR(80)"))
+            conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_events_key ON events (event_key)"))
+        log.info("events table: added the unique event_key column")
+
+
+def _insert_once(engine: Engine):
+    """INSERT that skips rows whose event_key is already stored."""
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(engine.dialect.name)
+    if dialect is None:
+        raise RuntimeError(f"the event log supports SQLite and PostgreSQL, not {engine.dialect.name}")
+    return dialect.insert(events_table).on_conflict_do_nothing(index_elements=["event_key"])
 
 
 @dataclass(frozen=True)
@@ -37,10 +70,12 @@ class EventRecord:
     queue: str | None = None
     agent_id: str | None = None
     data: dict = field(default_factory=dict)
+    key: str | None = None
 
     def row(self) -> dict:
         return {"kind": self.kind, "ts": self.ts, "call_id": self.call_id, "queue": self.queue,
-                "agent_id": self.agent_id, "data": json.loads(json.dumps(self.data, default=str))}
+                "agent_id": self.agent_id, "data": json.loads(json.dumps(self.data, default=str)),
+                "event_key": self.key}
 
 
 class EventLog:
@@ -57,12 +92,19 @@ class EventLog:
         self.rejected = 0  # rows the database refused on their own (logged with their content)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
-        metadata.create_all(engine)
+        # One run id per writer: keys stay unique across restarts without reading the table.
+        self._run_id = uuid.uuid4().hex[:16]
+        self._sequence = itertools.count(1)
+        self.skipped = 0  # events whose key was already stored (duplicates), not inserted again
+        create_events_table(engine)
+        self._insert_statement = _insert_once(engine)
 
     def record(self, kind: str, *, call_id: str | None = None, queue: str | None = None,
-               agent_id: str | None = None, data: dict | None = None, ts: float | None = None) -> None:
+               agent_id: str | None = None, data: dict | None = None, ts: float | None = None,
+               key: str | None = None) -> None:
+        """Queue an event for the table. ``key`` identifies it for good (default: a new one)."""
         self._pending.append(EventRecord(kind, ts if ts is not None else self.clock(), call_id, queue,
-                                         agent_id, data or {}))
+                                         agent_id, data or {}, key or f"{self._run_id}:{next(self._sequence)}"))
         if len(self._pending) >= self.batch_size:
             self._wakeup.set()
 
@@ -96,7 +138,9 @@ class EventLog:
 
     def _insert(self, batch: list[EventRecord]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(events_table), [e.row() for e in batch])
+            stored = conn.execute(self._insert_statement, [e.row() for e in batch]).rowcount
+        if stored >= 0:  # -1: the driver could not say
+            self.skipped += len(batch) - stored
 
     def _insert_one_by_one(self, batch: list[EventRecord]) -> None:
         for event in batch:

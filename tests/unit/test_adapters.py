@@ -150,3 +150,74 @@ def test_one_bad_event_row_does_not_block_the_others(tmp_path):
 
     assert asyncio.run(run()) == 1
     assert [r["kind"] for r in read_events(engine, call_id="c")] == ["good", "good2"]
+
+
+def test_a_batch_retried_after_its_commit_was_lost_is_stored_once(tmp_path):
+    """The database committed, then the connection failed before saying so: the writer keeps
+    the batch and tries again. The unique event key makes the second try store nothing."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+
+    async def run():
+        log = EventLog(engine)
+        real_insert, calls = log._insert, []
+
+        def commit_then_fail(batch):
+            real_insert(batch)
+            calls.append(len(batch))
+            if len(calls) == 1:
+                raise OSError("connection reset after commit")
+
+        log._insert = commit_then_fail
+        for kind in ("queued", "offered", "answered"):
+            log.record(kind, call_id="c1")
+        await log.flush()   # stored, but reported as failed: kept for the next try
+        await log.flush()   # the retry
+        return calls, log.skipped
+
+    calls, skipped = asyncio.run(run())
+    assert calls == [3, 3]
+    assert skipped == 3
+    assert [r["kind"] for r in read_events(engine, call_id="c1")] == ["queued", "offered", "answered"]
+
+
+def test_replayed_events_keep_their_keys_and_are_stored_once(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+
+    async def run():
+        log = EventLog(engine)
+        for _ in range(3):  # the same stream, three times
+            log.record("queued", call_id="c1", ts=10.0, key="stream:1-0")
+            log.record("answered", call_id="c1", ts=12.0, key="stream:2-0")
+            await log.flush()
+        log.record("queued", call_id="c2", ts=13.0)  # a fresh event gets a fresh key
+        log.record("queued", call_id="c3", ts=13.0)
+        await log.flush()
+        return log.rejected, log.skipped
+
+    assert asyncio.run(run()) == (0, 4)  # duplicates are skipped quietly, not refused as errors
+    rows = read_events(engine)
+    assert [(r["call_id"], r["kind"]) for r in rows] == [
+        ("c1", "queued"), ("c1", "answered"), ("c2", "queued"), ("c3", "queued")]
+    keys = [r["event_key"] for r in rows]
+    assert keys[:2] == ["stream:1-0", "stream:2-0"] and len(set(keys)) == 4 and all(keys)
+
+
+def test_an_events_table_from_before_event_keys_is_upgraded_in_place(tmp_path):
+    import sqlite3
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts FLOAT NOT NULL, "
+                   "kind VARCHAR(40) NOT NULL, call_id VARCHAR(64), queue VARCHAR(32), "
+                   "agent_id VARCHAR(16), data JSON NOT NULL)")
+        db.execute("INSERT INTO events (ts, kind, call_id, data) VALUES (1.0, 'queued', 'old', '{}')")
+    engine = make_engine(f"sqlite:///{path}")
+
+    async def run():
+        log = EventLog(engine)
+        log.record("answered", call_id="old", key="k1")
+        log.record("answered", call_id="old", key="k1")
+        await log.flush()
+
+    asyncio.run(run())
+    rows = read_events(engine, call_id="old")
+    assert [(r["kind"], r["event_key"]) for r in rows] == [("queued", None), ("answered", "k1")]
