@@ -110,7 +110,7 @@ class CallControl:
         self.shell.legs.pop(leg, None)
         self.shell.events.record("transferred", call_id=call.call_id, queue=call.queue, agent_id=agent_id,
                                  data={"to_queue": target_queue, "to_agent": to_agent})
-        self.shell.apply(self.router.call_ended(call.call_id, now))
+        self.shell.apply(self.router.call_ended(call.call_id, now, by="transfer"))
         for name, value in (("CC_QUEUE", target_queue), ("CC_ENQUEUED_AT", ""), ("CC_OFFER", "")):
             await self.ami.set_channel_var(caller, name, value)
         await self._move(caller, "cc-hold", also=(leg, "cc-agent-transferred"))

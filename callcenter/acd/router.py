@@ -512,9 +512,10 @@ class Router:
         effects.extend(self._settle(now))
         return effects
 
-    def call_ended(self, call_id: str, now: float) -> list[Effect]:
+    def call_ended(self, call_id: str, now: float, by: str | None = None) -> list[Effect]:
         """The conversation is over. The agent wraps up (or, with no wrap-up time, is available
         at once). A call that was never connected ended from the caller's side: an abandon.
+        ``by`` says whose side ended it (caller, agent, transfer) when the shell knows.
         Unknown call ids are ignored."""
         call = self._calls.get(call_id)
         if call is None:
@@ -529,7 +530,8 @@ class Router:
         agent.talk_today += talk
         wrapup = self._wrapup_of(agent)
         self._stats[call.queue].handled(talk + wrapup)
-        ended = Event("ended", call.call_id, call.queue, agent.agent_id, {"talk": talk})
+        ended = Event("ended", call.call_id, call.queue, agent.agent_id,
+                      {"talk": talk} if by is None else {"talk": talk, "by": by})
         return [ended, *self._start_wrapup(agent, wrapup, now), *self._settle(now)]
 
     def abandon(self, call_id: str, now: float) -> list[Effect]:

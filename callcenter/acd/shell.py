@@ -156,13 +156,13 @@ class AcdShell:
             # the caller's own channel (its uniqueid is the call id): the end of the call, whatever
             # stage it was in; unknown channels are ignored by the router
             self.announcements.remove(uniqueid)
-            self.apply(self.router.call_ended(uniqueid, now))
+            self.apply(self.router.call_ended(uniqueid, now, by="caller"))
             return
         if not leg.answered:
             return  # never picked up: _ring removes it once OriginateResponse says why
         del self.legs[uniqueid]
         if leg.bridged:
-            self.apply(self.router.call_ended(leg.call_id, now))
+            self.apply(self.router.call_ended(leg.call_id, now, by="agent"))
         else:
             # picked up, then gone before the bridge: the agent did not take the call
             self.apply(self.router.offer_failed(leg.offer_id, "ring-no-answer", now))

@@ -235,7 +235,9 @@ class IvrSession:
                 self.variables["customer_language"] = language
             if tier in node.priority_by_tier:
                 self.variables[PRIORITY] = str(node.priority_by_tier[tier])
-            self._log("lookup", by=node.by, status="found", tier=tier, target=node.found)
+            # the customer id (not a personal datum) lets KPIs tell repeat contacts apart (FCR)
+            self._log("lookup", by=node.by, status="found", tier=tier, customer_id=str(customer["id"]),
+                      target=node.found)
             return self._give(self._enter(node.found))
         shown = status if status in ("not_found", "unavailable") else "not_found"
         self._log("lookup", by=node.by, status=shown, target=node.not_found)

@@ -74,7 +74,7 @@ def test_a_found_vip_gets_the_tiers_priority_and_the_customers_language(tmp_path
     assert {k: v for k, v in finish.variables.items() if k.startswith("CC_VAR_customer")} == {
         "CC_VAR_customer_id": "42", "CC_VAR_customer_tier": "vip", "CC_VAR_customer_language": "zh"}
     assert [e.data for e in session.trail if e.kind == "lookup"] == [
-        {"by": "account", "status": "found", "tier": "vip", "target": "vip"}]
+        {"by": "account", "status": "found", "tier": "vip", "customer_id": "42", "target": "vip"}]
 
 
 @pytest.mark.parametrize("status", ["not_found", "unavailable"])
@@ -274,7 +274,7 @@ def test_simulate_the_service_line_for_a_chinese_speaking_vip() -> None:
         "      caller: presses 1",
         "      trail: confirm menu_choice key=1 target=by_account",
         "  4. by_account: look up the customer by account 12345678",
-        "      trail: by_account lookup by=account status=found tier=vip target=route",
+        "      trail: by_account lookup by=account status=found tier=vip customer_id=1 target=route",
         "      trail: route branch case=0 target=support_zh",
         "      trail: support_zh queue queue=support priority=5",
         "result: queue support with priority 5, requiring after 0s: lang.zh >= 5; after 90s: true; max wait 900 s, "
