@@ -54,6 +54,8 @@ class _Call:
     origposition: int
     live: bool = True
     holdtime: int = 0
+    answered_at: float = 0.0
+    transferred: bool = False  # TRANSFER was written: the agent leg's end is not a COMPLETE*
     offers: dict[str, float] = field(default_factory=dict)  # offer id -> when it rang
 
 
@@ -88,9 +90,19 @@ class _Exporter:
                                  round(rang * 1000)))
         elif kind == "answered" and call is not None and call.live and agent_id:
             self.answered(ts, call_id, call, agent_id, data)
+        elif kind == "transferred" and call is not None and agent_id and not call.live:
+            # app_queue: TRANSFER|extension|context|holdtime|calltime|origposition. The caller goes
+            # back to our hold loop (context cc-hold) for the target queue, or one agent first.
+            target = data.get("to_agent") or data.get("to_queue") or ""
+            self.out.append(line(ts, call_id, call.queue, self.agent_name(agent_id), "TRANSFER", target,
+                                 "cc-hold", call.holdtime, whole_seconds(ts, ts - call.answered_at),
+                                 call.origposition))
+            call.transferred = True
         elif kind == "ended" and call is not None and agent_id:
-            self.out.append(line(ts, call_id, call.queue, self.agent_name(agent_id), "COMPLETECALLER",
-                                 call.holdtime, whole_seconds(ts, float(data.get("talk", 0.0))), call.origposition))
+            if not call.transferred:
+                event = "COMPLETEAGENT" if data.get("by") == "agent" else "COMPLETECALLER"
+                self.out.append(line(ts, call_id, call.queue, self.agent_name(agent_id), event, call.holdtime,
+                                     whole_seconds(ts, float(data.get("talk", 0.0))), call.origposition))
             del self.calls[call_id]
         elif kind in ("abandoned", "exited") and call is not None and call.live:
             self.left(ts, call_id, call, kind, data)
@@ -112,6 +124,7 @@ class _Exporter:
         offer_id = str(data.get("offer_id"))
         rang_ms = round((ts - call.offers.get(offer_id, ts)) * 1000)
         call.holdtime = whole_seconds(ts, float(data.get("wait", 0.0)))
+        call.answered_at = ts
         call.live = False
         # The agent leg's uniqueid is ours (acd.shell.leg_id): "<call id>-o<n>" for offer "<call id>/<n>".
         leg = offer_id.replace("/", "-o")

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 DEFAULT_SL_SECONDS = 20.0
 DEFAULT_SHORT_ABANDON_SECONDS = 5.0
+DEFAULT_FCR_DAYS = 7.0
 
 # Interval name -> length in minutes; "day" is a local calendar day (23-25 h across DST).
 INTERVALS: dict[str, int | None] = {"15m": 15, "30m": 30, "60m": 60, "1h": 60, "day": None}
@@ -59,11 +61,13 @@ def in_log_order(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 # ---------------------------------------------------------------------------- calls
 @dataclass(frozen=True)
 class CallRecord:
-    """One queued call as the event log tells it."""
+    """One queue *leg* of a call as the event log tells it: from entering a queue to its
+    outcome and, when answered, to the end of its handling. A call an agent transfers queues
+    again: that is a second leg (``leg`` 1) of the same call id, in the target queue."""
 
     call_id: str
     queue: str
-    queued_at: float  # ts of its first `queued` event: decides its interval
+    queued_at: float  # ts of the leg's first `queued` event: decides its interval
     priority: int = 0
     outcome: str | None = None  # answered / abandoned / exited; None = unresolved
     resolved_at: float | None = None
@@ -71,57 +75,273 @@ class CallRecord:
     stage: str | None = None  # abandoned/exited: waiting or ringing
     exit_reason: str | None = None
     agent_id: str | None = None  # who answered
-    talk: float | None = None  # from `ended`; None while connected or if the end was never seen
+    talk: float | None = None  # answer to end, hold excluded; None while connected or if the end was never seen
     acw: float | None = None  # wrap-up after the call; None until the agent's next state
     live: bool = False  # unresolved and known to the running engine (waiting or ringing)
+    leg: int = 0  # 0: the caller's own entry; n: the leg after the n-th transfer
+    hold: float = 0.0  # seconds the caller spent on hold with this leg's agent
+    ended_by: str | None = None  # caller / agent / transfer, when the engine knew
+    transferred_out: bool = False  # this leg's agent transferred the call on
+
+    @property
+    def transferred_in(self) -> bool:
+        return self.leg > 0
+
+    @property
+    def handle_time(self) -> float | None:
+        """talk + hold + ACW, each second once; None until all three are known."""
+        if self.talk is None or self.acw is None:
+            return None
+        return self.talk + self.hold + self.acw
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One call as a customer contact, for first-contact resolution and satisfaction. It belongs
+    to the queue and interval of its first leg and to the agent of its last answered leg."""
+
+    call_id: str
+    arrived_at: float  # `call_arrived` (else first `queued`)
+    customer: str | None  # "crm:<id>", else "tel:<number>"; None: anonymous
+    queue: str | None  # first leg's queue; None: never queued (IVR only)
+    queued_at: float | None
+    agent_id: str | None  # the agent of its last answered leg; None: never answered
+    reported_resolved: bool | None = None  # the call's last disposition: resolved on first contact?
+    csat: int | None = None  # the caller's first satisfaction answer, 1..5
+    fcr: bool | None = None  # no repeat contact within the window; None: not scored
+    fcr_excluded: str | None = None  # why not scored: unanswered, anonymous, too_recent
+
+
+CSAT_SCALE = range(1, 6)
+CSAT_TOP_BOX = frozenset({4, 5})
+ANONYMOUS_CALLERS = frozenset({"anonymous", "unknown", "restricted", "private", "unavailable"})
+
+
+def customer_of(caller: str | None, customer_id: str | None) -> str | None:
+    """The identity repeat contacts are matched on: the CRM id when known, else the caller
+    number (its digits, with a leading +), else None: a withheld or unusable number."""
+    if customer_id:
+        return f"crm:{customer_id}"
+    text = (caller or "").strip()
+    if not text or text.lower() in ANONYMOUS_CALLERS:
+        return None
+    number = ("+" if text.startswith("+") else "") + "".join(ch for ch in text if ch.isdigit())
+    return f"tel:{number}" if number.strip("+") else None
+
+
+class _Fold:
+    """One pass over the rows, in log order, building call legs, agent state spans, offer
+    failures and contacts. Each ``feed`` is O(1); the report never holds the rows themselves."""
+
+    def __init__(self) -> None:
+        self.legs: list[dict[str, Any]] = []
+        self.current: dict[str, dict[str, Any]] = {}  # call -> its latest leg
+        self.transferring: set[str] = set()  # calls transferred whose next `queued` starts a leg
+        self.answered_by: dict[tuple[str, str], dict[str, Any]] = {}  # (call, agent) -> leg, for hold
+        self.wrapping: dict[str, dict[str, Any]] = {}  # agent -> leg whose ACW is running or due
+        self.spans: list[StateSpan] = []
+        self.states: dict[str, tuple[str, float]] = {}  # agent -> (state, since), logged-in only
+        self.failures: list[tuple[float, str]] = []  # (ts, agent) of offers not taken
+        self.arrivals: dict[str, dict[str, Any]] = {}  # call -> arrived_at, caller, customer_id
+        self.dispositions: dict[str, bool] = {}  # call -> its last disposition's `resolved`
+        self.surveys: dict[str, int] = {}  # call -> first satisfaction score
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self._on = {
+            "queued": self._queued, ANSWERED: self._outcome, ABANDONED: self._outcome, EXITED: self._outcome,
+            "ended": self._ended, "transferred": self._transferred, "hold_ended": self._hold_ended,
+            "agent_state": self._agent_state, "call_arrived": self._arrived, "ivr_lookup": self._customer,
+            "screen_pop": self._customer, "disposition": self._disposition, "survey_answered": self._survey,
+            **dict.fromkeys(OFFER_FAILURE_KINDS, self._failure), **dict.fromkeys(ENGINE_RESET_KINDS, self._reset),
+        }
+
+    def feed_all(self, rows: Iterable[Mapping[str, Any]]) -> _Fold:
+        on = self._on
+        for row in rows:
+            ts = float(row["ts"])
+            if self.first_ts is None:
+                self.first_ts = ts
+            self.last_ts = ts if self.last_ts is None or ts > self.last_ts else self.last_ts
+            handler = on.get(row["kind"])
+            if handler is not None:
+                handler(row, ts)
+        return self
+
+    # ---- calls
+    def _queued(self, row: Mapping[str, Any], ts: float) -> None:
+        call_id, queue = row.get("call_id"), row.get("queue")
+        if call_id is None or not queue:
+            return
+        leg = self.current.get(call_id)
+        if leg is None or call_id in self.transferring:
+            self.transferring.discard(call_id)
+            self.arrivals.setdefault(call_id, {"arrived_at": ts})
+            number = 0 if leg is None else leg["leg"] + 1
+            leg = {"call_id": call_id, "queue": queue, "queued_at": ts, "leg": number, "live": True,
+                   "priority": int(event_data(row).get("priority") or 0)}
+            self.current[call_id] = leg
+            self.legs.append(leg)
+        elif leg.get("outcome") is None:
+            leg["live"] = True  # re-adopted after a restart: the same stay in the queue
+
+    def _outcome(self, row: Mapping[str, Any], ts: float) -> None:
+        leg = self.current.get(row.get("call_id"))  # type: ignore[arg-type]
+        if leg is None or leg.get("outcome") is not None:
+            return  # a leg has one fate: later outcomes are ignored
+        data = event_data(row)
+        leg.update(outcome=row["kind"], resolved_at=ts, wait=float(data.get("wait", 0.0)), live=False,
+                   stage=data.get("stage"), exit_reason=data.get("reason"))
+        if row["kind"] == ANSWERED and row.get("agent_id"):
+            leg["agent_id"] = row["agent_id"]
+            self.answered_by[(leg["call_id"], row["agent_id"])] = leg
+
+    def _ended(self, row: Mapping[str, Any], ts: float) -> None:
+        leg = self.current.get(row.get("call_id"))  # type: ignore[arg-type]
+        if leg is None or leg.get("outcome") != ANSWERED or "talk_gross" in leg:
+            return
+        data = event_data(row)
+        leg["talk_gross"] = float(data.get("talk", 0.0))
+        leg["ended_by"] = data.get("by")
+        if row.get("agent_id") is not None:
+            self.wrapping[row["agent_id"]] = leg
+
+    def _transferred(self, row: Mapping[str, Any], ts: float) -> None:
+        leg = self.current.get(row.get("call_id"))  # type: ignore[arg-type]
+        if leg is not None and leg.get("outcome") == ANSWERED:
+            leg["transferred_out"] = True
+            self.transferring.add(leg["call_id"])
+
+    def _hold_ended(self, row: Mapping[str, Any], ts: float) -> None:
+        # Attributed by (call, agent): the hangup that ends a hold may be logged after `ended`.
+        leg = self.answered_by.get((row.get("call_id"), row.get("agent_id")))  # type: ignore[arg-type]
+        if leg is not None:
+            leg["hold"] = leg.get("hold", 0.0) + max(0.0, float(event_data(row).get("seconds", 0.0)))
+
+    # ---- agents
+    def _agent_state(self, row: Mapping[str, Any], ts: float) -> None:
+        agent_id = row.get("agent_id")
+        if not agent_id:
+            return
+        state = event_data(row).get("state") or LOGGED_OUT
+        previous = self.states.pop(agent_id, None)
+        if previous is not None:
+            self.spans.append(StateSpan(agent_id, previous[0], previous[1], ts))
+        if state != LOGGED_OUT:
+            self.states[agent_id] = (state, ts)
+        leg = self.wrapping.get(agent_id)
+        if leg is not None:
+            # After `ended` the agent's next state is wrap_up (ACW runs until the state after
+            # it) or, with no wrap-up configured, directly something else (ACW 0).
+            if state == WRAP_UP and "acw_from" not in leg:
+                leg["acw_from"] = ts
+            else:
+                leg["acw"] = ts - leg.pop("acw_from", ts)
+                del self.wrapping[agent_id]
+
+    def _failure(self, row: Mapping[str, Any], ts: float) -> None:
+        if row.get("agent_id"):
+            self.failures.append((ts, row["agent_id"]))
+
+    def _reset(self, row: Mapping[str, Any], ts: float) -> None:
+        self.wrapping.clear()  # a wrap-up cut by a restart has no measurable end
+        for leg in self.current.values():
+            leg["live"] = False
+        for agent_id, (state, since) in self.states.items():
+            self.spans.append(StateSpan(agent_id, state, since, ts))
+        self.states.clear()
+
+    # ---- contacts
+    def _arrived(self, row: Mapping[str, Any], ts: float) -> None:
+        call_id = row.get("call_id")
+        if call_id:
+            arrival = self.arrivals.setdefault(call_id, {"arrived_at": ts})
+            arrival.setdefault("caller", str(event_data(row).get("caller") or ""))
+
+    def _customer(self, row: Mapping[str, Any], ts: float) -> None:
+        customer_id = event_data(row).get("customer_id")
+        call_id = row.get("call_id")
+        if call_id and customer_id not in (None, ""):
+            self.arrivals.setdefault(call_id, {"arrived_at": ts}).setdefault("customer_id", str(customer_id))
+
+    def _disposition(self, row: Mapping[str, Any], ts: float) -> None:
+        if row.get("call_id"):
+            self.dispositions[row["call_id"]] = bool(event_data(row).get("resolved"))
+
+    def _survey(self, row: Mapping[str, Any], ts: float) -> None:
+        data, call_id = event_data(row), row.get("call_id")
+        score = data.get("score")
+        if (call_id and data.get("question", "csat") == "csat" and call_id not in self.surveys
+                and isinstance(score, int) and not isinstance(score, bool) and score in CSAT_SCALE):
+            self.surveys[call_id] = score
+
+    # ---- results
+    def calls(self) -> list[CallRecord]:
+        out = []
+        for leg in self.legs:
+            fields = {k: v for k, v in leg.items() if k not in ("acw_from", "talk_gross")}
+            if "talk_gross" in leg:
+                fields["talk"] = max(0.0, leg["talk_gross"] - leg.get("hold", 0.0))
+            out.append(CallRecord(**fields))
+        return out
+
+    def all_spans(self) -> list[StateSpan]:
+        """Closed spans, then the states still open at the end of the data (end None)."""
+        return self.spans + [StateSpan(a, state, since, None) for a, (state, since) in self.states.items()]
+
+    def contacts(self, calls: Sequence[CallRecord]) -> list[Contact]:
+        first: dict[str, CallRecord] = {}
+        last_agent: dict[str, str] = {}
+        for call in calls:
+            first.setdefault(call.call_id, call)
+            if call.outcome == ANSWERED and call.agent_id:
+                last_agent[call.call_id] = call.agent_id
+        out = []
+        for call_id, arrival in self.arrivals.items():
+            leg = first.get(call_id)
+            out.append(Contact(
+                call_id=call_id, arrived_at=arrival["arrived_at"],
+                customer=customer_of(arrival.get("caller"), arrival.get("customer_id")),
+                queue=leg.queue if leg else None, queued_at=leg.queued_at if leg else None,
+                agent_id=last_agent.get(call_id), reported_resolved=self.dispositions.get(call_id),
+                csat=self.surveys.get(call_id)))
+        return out
 
 
 def reconstruct_calls(rows: Iterable[Mapping[str, Any]]) -> list[CallRecord]:
-    """Every queued call, in order of first queuing.
+    """Every queue leg, in order of queuing.
 
-    A call queued twice (re-announced to a restarted engine) keeps its first ``queued`` time;
-    the first outcome wins and later ones are ignored (a call has one fate).
+    A call queued again without a transfer (re-announced to a restarted engine) keeps its leg and
+    first ``queued`` time; a leg's first outcome wins and later ones are ignored (it has one fate).
+    After ``transferred`` the call's next ``queued`` starts a new leg.
     """
-    calls: dict[str, dict[str, Any]] = {}
-    wrapping: dict[str, dict[str, Any]] = {}  # agent -> call whose ACW is running or due
-    for row in in_log_order(rows):
-        kind, ts, call_id, agent_id = row["kind"], float(row["ts"]), row.get("call_id"), row.get("agent_id")
-        data = event_data(row)
-        call = calls.get(call_id) if call_id is not None else None
-        if kind == "queued" and call_id is not None and row.get("queue"):
-            if call is None:
-                calls[call_id] = {"call_id": call_id, "queue": row["queue"], "queued_at": ts,
-                                  "priority": int(data.get("priority") or 0), "live": True}
-            elif call.get("outcome") is None:
-                call["live"] = True  # re-adopted after a restart
-        elif kind in OUTCOME_KINDS and call is not None and call.get("outcome") is None:
-            call.update(outcome=kind, resolved_at=ts, wait=float(data.get("wait", 0.0)), live=False,
-                        stage=data.get("stage"), exit_reason=data.get("reason"))
-            if kind == ANSWERED:
-                call["agent_id"] = agent_id
-        elif kind == "ended" and call is not None and call.get("outcome") == ANSWERED and "talk" not in call:
-            call["talk"] = float(data.get("talk", 0.0))
-            if agent_id is not None:
-                wrapping[agent_id] = call
-        elif kind == "agent_state" and agent_id in wrapping:
-            _track_acw(wrapping, agent_id, data.get("state"), ts)
-        elif kind in ENGINE_RESET_KINDS:
-            wrapping.clear()  # a wrap-up cut by a restart has no measurable end
-            for open_call in calls.values():
-                open_call["live"] = False
-    # "acw_from" is bookkeeping of a wrap-up still running, not part of the record
-    return [CallRecord(**{k: v for k, v in c.items() if k != "acw_from"}) for c in calls.values()]
+    return _Fold().feed_all(in_log_order(rows)).calls()
 
 
-def _track_acw(wrapping: dict[str, dict[str, Any]], agent_id: str, state: str | None, ts: float) -> None:
-    """After `ended` the agent's next state is wrap_up (ACW runs until the state after it) or,
-    with no wrap-up configured, directly something else (ACW 0)."""
-    call = wrapping[agent_id]
-    if state == WRAP_UP and "acw_from" not in call:
-        call["acw_from"] = ts
-        return
-    call["acw"] = ts - call.pop("acw_from", ts)
-    del wrapping[agent_id]
+def score_first_contact_resolution(contacts: Sequence[Contact], *, window_days: float, until: float) -> list[Contact]:
+    """Each answered contact scored: resolved when the same customer made no other contact in
+    the ``window_days`` after it (arrival to arrival, the window's end included). Only contacts
+    at least the window old at ``until`` are scored; anonymous callers never are."""
+    window = window_days * 86400.0
+    arrivals: dict[str, list[float]] = {}
+    for contact in contacts:
+        if contact.customer is not None:
+            arrivals.setdefault(contact.customer, []).append(contact.arrived_at)
+    for times in arrivals.values():
+        times.sort()
+    scored = []
+    for contact in contacts:
+        if contact.agent_id is None:
+            excluded, fcr = "unanswered", None
+        elif contact.customer is None:
+            excluded, fcr = "anonymous", None
+        elif contact.arrived_at + window > until:
+            excluded, fcr = "too_recent", None
+        else:
+            times = arrivals[contact.customer]
+            later = bisect_right(times, contact.arrived_at)
+            excluded, fcr = None, not (later < len(times) and times[later] <= contact.arrived_at + window)
+        scored.append(replace(contact, fcr=fcr, fcr_excluded=excluded))
+    return scored
 
 
 # ---------------------------------------------------------------------------- agents
@@ -135,24 +355,7 @@ class StateSpan:
 
 def agent_spans(rows: Iterable[Mapping[str, Any]]) -> list[StateSpan]:
     """Every agent's state over time (logged-out time is not a span)."""
-    spans: list[StateSpan] = []
-    current: dict[str, tuple[str, float]] = {}
-    for row in in_log_order(rows):
-        kind, ts = row["kind"], float(row["ts"])
-        if kind == "agent_state" and row.get("agent_id"):
-            agent_id = row["agent_id"]
-            if agent_id in current:
-                state, since = current.pop(agent_id)
-                spans.append(StateSpan(agent_id, state, since, ts))
-            state = event_data(row).get("state")
-            if state and state != LOGGED_OUT:
-                current[agent_id] = (state, ts)
-        elif kind in ENGINE_RESET_KINDS:
-            for agent_id, (state, since) in current.items():
-                spans.append(StateSpan(agent_id, state, since, ts))
-            current.clear()
-    spans.extend(StateSpan(a, state, since, None) for a, (state, since) in current.items())
-    return spans
+    return _Fold().feed_all(in_log_order(rows)).all_spans()
 
 
 def agent_states(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -185,9 +388,34 @@ class ServiceLevel:
 
 
 @dataclass(frozen=True)
+class Fcr:
+    """First-contact resolution, measured (no repeat contact) and as agents reported it."""
+
+    window_days: float
+    scored: int  # answered contacts old enough, from a known customer
+    resolved: int  # of those, no repeat contact within the window
+    rate: float | None  # resolved / scored
+    anonymous: int  # answered contacts not scored: withheld or unusable number, no CRM id
+    too_recent: int  # answered contacts not scored yet: younger than the window
+    reported: int  # contacts with a disposition
+    reported_resolved: int  # of those, marked resolved by the agent
+    reported_rate: float | None  # reported_resolved / reported
+
+
+@dataclass(frozen=True)
+class Csat:
+    """Customer satisfaction from the post-call survey (scale 1..5), top-2-box."""
+
+    responses: int  # n: contacts with an answer
+    satisfied: int  # answers 4 or 5
+    top2_box: float | None  # satisfied / responses
+    mean_score: float | None
+
+
+@dataclass(frozen=True)
 class QueueKpis:
     queue: str  # "*" for all queues together
-    queued: int  # calls queued (raw, every one)
+    queued: int  # legs queued (raw, every one)
     unresolved: int  # queued, no outcome yet: in no other figure
     offered: int  # answered + abandoned + exited (short abandons excluded)
     offered_raw: int  # offered + short_abandoned
@@ -196,15 +424,21 @@ class QueueKpis:
     abandoned_raw: int  # abandoned + short_abandoned
     short_abandoned: int  # wait < short-abandon threshold
     exited: int  # left for the fallback route: offered, never answered
+    transferred_in: int  # legs that an agent's transfer queued here (in queued and, resolved, in offered)
+    transferred_out: int  # answered legs whose agent transferred the call on
     service_level: ServiceLevel
     answer_rate: float | None  # answered / offered
     abandon_rate: float | None  # abandoned / offered
     asa: float | None  # mean wait of answered calls
     longest_wait: float | None  # max wait of answered and abandoned (not short) calls
-    avg_talk: float | None  # mean talk of answered calls that ended
+    avg_talk: float | None  # mean talk (hold excluded) of answered calls that ended
+    avg_hold: float | None  # mean hold of answered calls that ended (calls never held count 0)
+    held: int  # answered calls that ended having been on hold
     avg_acw: float | None  # mean after-call work of calls whose wrap-up is over
-    aht: float | None  # mean (talk + ACW) of calls whose handling is over
+    aht: float | None  # mean (talk + hold + ACW) of calls whose handling is over
     handled: int  # calls in aht
+    fcr: Fcr
+    csat: Csat
 
 
 @dataclass(frozen=True)
@@ -212,14 +446,18 @@ class AgentKpis:
     agent_id: str
     answered: int  # calls this agent answered (by the call's queued interval)
     avg_talk: float | None
+    avg_hold: float | None
     avg_acw: float | None
     aht: float | None
     handled: int  # calls in aht
+    transferred_out: int  # answered calls this agent transferred on
     offers_not_taken: int  # ring_no_answer / busy / unreachable events in the interval
     logged_in_time: float  # seconds in any state but logged_out, within the interval
     paused_time: float
     handling_time: float  # on_call + wrap_up
     occupancy: float | None  # handling_time / (logged_in_time - paused_time)
+    fcr: Fcr  # contacts whose last answered leg was this agent's
+    csat: Csat
 
 
 @dataclass(frozen=True)
@@ -240,6 +478,7 @@ class KpiReport:
     short_abandon_seconds: float
     observed_until: float | None
     intervals: tuple[IntervalKpis, ...]
+    fcr_days: float = DEFAULT_FCR_DAYS
 
 
 # ---------------------------------------------------------------------------- formulas
@@ -269,15 +508,47 @@ def is_short_abandon(call: CallRecord, short_abandon_seconds: float) -> bool:
     return call.outcome == ABANDONED and (call.wait or 0.0) < short_abandon_seconds
 
 
+def fcr_figures(contacts: Sequence[Contact], window_days: float) -> Fcr:
+    """``contacts`` scored by :func:`score_first_contact_resolution`."""
+    scored = [c for c in contacts if c.fcr is not None]
+    resolved = sum(1 for c in scored if c.fcr)
+    reported = [c for c in contacts if c.reported_resolved is not None]
+    reported_resolved = sum(1 for c in reported if c.reported_resolved)
+    return Fcr(window_days=window_days, scored=len(scored), resolved=resolved, rate=ratio(resolved, len(scored)),
+               anonymous=sum(1 for c in contacts if c.fcr_excluded == "anonymous"),
+               too_recent=sum(1 for c in contacts if c.fcr_excluded == "too_recent"),
+               reported=len(reported), reported_resolved=reported_resolved,
+               reported_rate=ratio(reported_resolved, len(reported)))
+
+
+def csat_figures(contacts: Sequence[Contact]) -> Csat:
+    scores = [c.csat for c in contacts if c.csat is not None]
+    satisfied = sum(1 for s in scores if s in CSAT_TOP_BOX)
+    return Csat(responses=len(scores), satisfied=satisfied, top2_box=ratio(satisfied, len(scores)),
+                mean_score=mean([float(s) for s in scores]))
+
+
+def _handling_figures(answered: Sequence[CallRecord]) -> dict[str, Any]:
+    ended = [c for c in answered if c.talk is not None]
+    handled = [c.handle_time for c in answered if c.handle_time is not None]
+    return {"avg_talk": mean([c.talk for c in ended]),  # type: ignore[misc]
+            "avg_hold": mean([c.hold for c in ended]),
+            "avg_acw": mean([c.acw for c in answered if c.acw is not None]),
+            "aht": mean(handled),  # type: ignore[arg-type]
+            "handled": len(handled),
+            "transferred_out": sum(1 for c in answered if c.transferred_out)}
+
+
 def queue_kpis(queue: str, calls: Sequence[CallRecord], *, sl_seconds: float = DEFAULT_SL_SECONDS,
-               short_abandon_seconds: float = DEFAULT_SHORT_ABANDON_SECONDS) -> QueueKpis:
-    """The call figures over ``calls`` (already chosen by queue and interval)."""
+               short_abandon_seconds: float = DEFAULT_SHORT_ABANDON_SECONDS,
+               contacts: Sequence[Contact] = (), fcr_days: float = DEFAULT_FCR_DAYS) -> QueueKpis:
+    """The call figures over ``calls`` (legs already chosen by queue and interval) and the
+    contact figures over ``contacts`` (chosen the same way, by their first leg)."""
     answered = [c for c in calls if c.outcome == ANSWERED]
     shorts = [c for c in calls if is_short_abandon(c, short_abandon_seconds)]
     abandoned = [c for c in calls if c.outcome == ABANDONED and not is_short_abandon(c, short_abandon_seconds)]
     exited = [c for c in calls if c.outcome == EXITED]
     offered = len(answered) + len(abandoned) + len(exited)
-    handled = [c for c in answered if c.talk is not None and c.acw is not None]
     waits = [c.wait for c in answered + abandoned if c.wait is not None]
     return QueueKpis(
         queue=queue,
@@ -290,6 +561,7 @@ def queue_kpis(queue: str, calls: Sequence[CallRecord], *, sl_seconds: float = D
         abandoned_raw=len(abandoned) + len(shorts),
         short_abandoned=len(shorts),
         exited=len(exited),
+        transferred_in=sum(1 for c in calls if c.transferred_in),
         service_level=service_level(
             sl_seconds,
             answered_within=sum(1 for c in answered if (c.wait or 0.0) <= sl_seconds),
@@ -299,33 +571,33 @@ def queue_kpis(queue: str, calls: Sequence[CallRecord], *, sl_seconds: float = D
         abandon_rate=ratio(len(abandoned), offered),
         asa=mean([c.wait or 0.0 for c in answered]),
         longest_wait=max(waits, default=None),
-        avg_talk=mean([c.talk for c in answered if c.talk is not None]),
-        avg_acw=mean([c.acw for c in answered if c.acw is not None]),
-        aht=mean([c.talk + c.acw for c in handled]),  # type: ignore[operator]
-        handled=len(handled),
+        held=sum(1 for c in answered if c.talk is not None and c.hold > 0),
+        fcr=fcr_figures(contacts, fcr_days),
+        csat=csat_figures(contacts),
+        **_handling_figures(answered),
     )
 
 
 def agent_kpis(agent_id: str, calls: Sequence[CallRecord], spans: Sequence[StateSpan],
-               offers_not_taken: int, start: float, end: float, until: float) -> AgentKpis:
-    """``calls``: the calls this agent answered in the interval; ``spans``: this agent's states."""
+               offers_not_taken: int, start: float, end: float, until: float, *,
+               contacts: Sequence[Contact] = (), fcr_days: float = DEFAULT_FCR_DAYS) -> AgentKpis:
+    """``calls``: the legs this agent answered in the interval; ``spans``: this agent's states;
+    ``contacts``: the interval's contacts whose last answered leg was this agent's."""
     def time_in(states: Iterable[str] | None) -> float:
         return math.fsum(_overlap(s, start, end, until) for s in spans if states is None or s.state in states)
 
     logged_in, paused, handling = time_in(None), time_in({PAUSED}), time_in(HANDLING_STATES)
-    handled = [c for c in calls if c.talk is not None and c.acw is not None]
     return AgentKpis(
         agent_id=agent_id,
         answered=len(calls),
-        avg_talk=mean([c.talk for c in calls if c.talk is not None]),
-        avg_acw=mean([c.acw for c in calls if c.acw is not None]),
-        aht=mean([c.talk + c.acw for c in handled]),  # type: ignore[operator]
-        handled=len(handled),
         offers_not_taken=offers_not_taken,
         logged_in_time=logged_in,
         paused_time=paused,
         handling_time=handling,
         occupancy=ratio(handling, logged_in - paused),
+        fcr=fcr_figures(contacts, fcr_days),
+        csat=csat_figures(contacts),
+        **_handling_figures(calls),
     )
 
 
@@ -377,6 +649,8 @@ def _buckets(interval: str | None, tz: ZoneInfo, start: float, stop: float,
     return buckets
 
 
+
+
 # ---------------------------------------------------------------------------- report
 def kpi_report(
     rows: Iterable[Mapping[str, Any]],
@@ -389,65 +663,123 @@ def kpi_report(
     agent: str | None = None,
     sl_seconds: float = DEFAULT_SL_SECONDS,
     short_abandon_seconds: float = DEFAULT_SHORT_ABANDON_SECONDS,
+    fcr_days: float = DEFAULT_FCR_DAYS,
     now: float | None = None,
+    ordered: bool = False,
 ) -> KpiReport:
     """Call figures per queue (and all queues) and time figures per agent, per interval.
 
-    ``start``/``end`` (epoch, end exclusive) bound the calls by their first queued time; without
+    ``start``/``end`` (epoch, end exclusive) bound the calls by their queued time; without
     them the report spans the data. ``now`` is the end of observation: agent states still open
-    count up to it (default: the last row's ts). ``queue`` limits the call figures to one
-    queue; ``agent`` limits the agent rows to one agent (queue figures are not per agent)."""
-    if sl_seconds < 0 or short_abandon_seconds < 0:
-        raise KpiError("the service-level and short-abandon thresholds must be zero or more")
+    count up to it (default: the last row's ts), and FCR scores contacts at least ``fcr_days``
+    old at it. ``queue`` limits the call figures to one queue; ``agent`` limits the agent rows to
+    one agent (queue figures are not per agent). ``ordered``: the rows already come in log order
+    (``id``), so they are read once as a stream instead of being sorted in memory."""
+    if sl_seconds < 0 or short_abandon_seconds < 0 or fcr_days < 0:
+        raise KpiError("the service-level, short-abandon and FCR thresholds must be zero or more")
     zone = ZoneInfo(tz)
-    rows = in_log_order(rows)
-    calls = [c for c in reconstruct_calls(rows) if queue is None or c.queue == queue]
-    spans = [s for s in agent_spans(rows) if agent is None or s.agent_id == agent]
-    until = now if now is not None else max((float(r["ts"]) for r in rows), default=None)
+    fold = _Fold().feed_all(rows if ordered else in_log_order(rows))
+    until = now if now is not None else fold.last_ts
     if until is None:
-        return KpiReport(interval, tz, sl_seconds, short_abandon_seconds, None, ())
+        return KpiReport(interval, tz, sl_seconds, short_abandon_seconds, None, (), fcr_days)
+    all_calls = fold.calls()
+    calls = [c for c in all_calls if queue is None or c.queue == queue]
+    spans = [s for s in fold.all_spans() if agent is None or s.agent_id == agent]
+    contacts = [c for c in score_first_contact_resolution(fold.contacts(all_calls), window_days=fcr_days, until=until)
+                if c.queued_at is not None and (queue is None or c.queue == queue)]
     first = min([c.queued_at for c in calls] + [s.start for s in spans], default=until)
     lo = start if start is not None else first
     hi = end if end is not None else max(until, lo)
     # Without an explicit end the data's last moment belongs to the report (it is not an
     # exclusive bound anyone chose).
     buckets = _buckets(interval, zone, lo, hi, stop_inclusive=end is None)
-    failures = [r for r in rows if r["kind"] in OFFER_FAILURE_KINDS and (agent is None or r.get("agent_id") == agent)]
-    thresholds = {"sl_seconds": sl_seconds, "short_abandon_seconds": short_abandon_seconds}
-    chosen = [c for c in calls if lo <= c.queued_at and (c.queued_at < end if end is not None else c.queued_at <= hi)]
-    whole_data = interval is None and end is None
+    find = _BucketFinder(buckets, lo, hi, inclusive_end=end is None)
+    legs_in = find.group(calls, lambda c: c.queued_at)
+    contacts_in = find.group(contacts, lambda c: c.queued_at)  # type: ignore[arg-type, return-value]
+    # offer failures are agent events: they count where they happened
+    missed: dict[tuple[int, str], int] = {}
+    for ts, agent_id in fold.failures:
+        index = find.index(ts, failures=True)
+        if index is not None and (agent is None or agent_id == agent):
+            missed[(index, agent_id)] = missed.get((index, agent_id), 0) + 1
+    spans_in = _spans_by_bucket(spans, buckets, until)
+    thresholds = {"sl_seconds": sl_seconds, "short_abandon_seconds": short_abandon_seconds, "fcr_days": fcr_days}
     out = []
-    for name, b_start, b_end in buckets:
-        in_bucket = [c for c in chosen if interval is None or b_start <= c.queued_at < b_end]
-        # offer failures are agent events: they count where they happened
-        missed = [r for r in failures
-                  if b_start <= float(r["ts"]) < b_end or (whole_data and float(r["ts"]) == b_end)]
+    for index, (name, b_start, b_end) in enumerate(buckets):
+        in_bucket, bucket_contacts = legs_in.get(index, []), contacts_in.get(index, [])
         queue_names = [queue] if queue is not None else sorted({c.queue for c in in_bucket})
-        agent_ids = _agents_in(in_bucket, spans, missed, b_start, b_end, until, agent)
+        by_queue = _group(in_bucket, lambda c: c.queue)
+        contacts_by_queue = _group(bucket_contacts, lambda c: c.queue)
+        answered_by = _group([c for c in in_bucket if c.outcome == ANSWERED], lambda c: c.agent_id)
+        contacts_by_agent = _group(bucket_contacts, lambda c: c.agent_id)
+        agent_ids = {a for a in spans_in.get(index, {}) if a} | {a for a in answered_by if a}
+        agent_ids |= {a for (i, a) in missed if i == index} | {a for a in contacts_by_agent if a}
+        if agent is not None:
+            agent_ids &= {agent}
         out.append(IntervalKpis(
             label=name, start=b_start, end=b_end,
-            total=queue_kpis(queue or "*", in_bucket, **thresholds),
-            queues=tuple(queue_kpis(q, [c for c in in_bucket if c.queue == q], **thresholds) for q in queue_names),
+            total=queue_kpis(queue or "*", in_bucket, contacts=bucket_contacts, **thresholds),
+            queues=tuple(queue_kpis(q, by_queue.get(q, []), contacts=contacts_by_queue.get(q, []), **thresholds)
+                         for q in queue_names),
             agents=tuple(
-                agent_kpis(a, [c for c in in_bucket if c.outcome == ANSWERED and c.agent_id == a],
-                           [s for s in spans if s.agent_id == a],
-                           sum(1 for r in missed if r.get("agent_id") == a),
-                           b_start, b_end, until)
-                for a in agent_ids),
+                agent_kpis(a, answered_by.get(a, []), spans_in.get(index, {}).get(a, []), missed.get((index, a), 0),
+                           b_start, b_end, until, contacts=contacts_by_agent.get(a, []), fcr_days=fcr_days)
+                for a in sorted(agent_ids, key=_agent_sort_key)),
         ))
-    return KpiReport(interval, tz, sl_seconds, short_abandon_seconds, until, tuple(out))
+    return KpiReport(interval, tz, sl_seconds, short_abandon_seconds, until, tuple(out), fcr_days)
 
 
-def _agents_in(calls: Sequence[CallRecord], spans: Sequence[StateSpan], failures: Sequence[Mapping[str, Any]],
-               start: float, end: float, until: float, only: str | None) -> list[str]:
-    """Agents with anything to show in the interval: logged-in time, answered calls or missed
-    offers (``failures`` are already the interval's)."""
-    ids = {s.agent_id for s in spans if _overlap(s, start, end, until) > 0}
-    ids |= {c.agent_id for c in calls if c.outcome == ANSWERED and c.agent_id}
-    ids |= {r["agent_id"] for r in failures if r.get("agent_id")}
-    if only is not None:
-        ids &= {only}
-    return sorted(ids, key=_agent_sort_key)
+class _BucketFinder:
+    """Which bucket a moment belongs to, by binary search over the bucket starts."""
+
+    def __init__(self, buckets: Sequence[tuple[str, float, float]], lo: float, hi: float, *, inclusive_end: bool):
+        self.starts = [b[1] for b in buckets]
+        self.ends = [b[2] for b in buckets]
+        self.lo, self.hi, self.inclusive_end = lo, hi, inclusive_end
+        self.whole = len(buckets) == 1 and buckets[0][0] == "all"
+
+    def index(self, ts: float, *, failures: bool = False) -> int | None:
+        if not self.starts:
+            return None
+        if self.whole:
+            # calls: [lo, hi) or [lo, hi] without a chosen end; failures: the interval's wall clock
+            inside = self.lo <= ts and (ts < self.hi or (self.inclusive_end and ts == self.hi))
+            return 0 if inside else None
+        if ts < self.lo or ts > self.hi or (ts == self.hi and not self.inclusive_end):
+            if not failures:
+                return None
+        i = bisect_right(self.starts, ts) - 1
+        return i if i >= 0 and ts < self.ends[i] else None
+
+    def group(self, items: Iterable[Any], when: Any) -> dict[int, list[Any]]:
+        grouped: dict[int, list[Any]] = {}
+        for item in items:
+            i = self.index(when(item))
+            if i is not None:
+                grouped.setdefault(i, []).append(item)
+        return grouped
+
+
+def _group(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
+    grouped: dict[Any, list[Any]] = {}
+    for item in items:
+        grouped.setdefault(key(item), []).append(item)
+    return grouped
+
+
+def _spans_by_bucket(spans: Sequence[StateSpan], buckets: Sequence[tuple[str, float, float]],
+                     until: float) -> dict[int, dict[str, list[StateSpan]]]:
+    """Each span under every bucket it overlaps (positively), per agent."""
+    starts = [b[1] for b in buckets]
+    out: dict[int, dict[str, list[StateSpan]]] = {}
+    for span in spans:
+        span_end = until if span.end is None else min(span.end, until)
+        i = max(0, bisect_right(starts, span.start) - 1)
+        while i < len(buckets) and buckets[i][1] < span_end:
+            if _overlap(span, buckets[i][1], buckets[i][2], until) > 0:
+                out.setdefault(i, {}).setdefault(span.agent_id, []).append(span)
+            i += 1
+    return out
 
 
 def _agent_sort_key(agent_id: str) -> tuple[int, int, str]:

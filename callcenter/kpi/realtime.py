@@ -100,6 +100,8 @@ class RealtimeKpis:
             self._queues.add(row["queue"])
             self._first_queued.setdefault(call_id, (row["queue"], float(row["ts"])))
             self._waiting.add(call_id)
+        elif kind == "transferred" and call_id in self._resolved:
+            self._resolved.discard(call_id)  # its next `queued` is a new leg, in the target queue
         elif kind in OUTCOME_KINDS and call_id in self._first_queued:
             self._resolve(call_id, kind, float(event_data(row).get("wait", 0.0)))
         elif kind == "agent_state" and row.get("agent_id"):
