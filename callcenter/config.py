@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from callcenter.asterisk.provision import DEFAULT_ROOT
@@ -93,6 +94,13 @@ class Settings(BaseModel):
     pop_webhook_secret: str | None = Field(None, min_length=16, description="signs webhook bodies (HMAC-SHA256)")
     pop_webhook_timeout: Seconds = 2.0
 
+    # reports and live figures (docs/kpi.md)
+    time_zone: str = Field("UTC", description="IANA zone of report intervals and of 'today' in live figures")
+    sl_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(20.0, description="service-level threshold Y")
+    sl_target: Annotated[float, Field(gt=0, le=1)] = Field(0.8, description="service-level target X (0..1)")
+    short_abandon_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0
+    fcr_days: Annotated[float, Field(ge=0, le=365)] = Field(7.0, description="FCR repeat-contact window")
+
     @field_validator("agents")
     @classmethod
     def _agent_contacts(cls, agents: dict[str, str]) -> dict[str, str]:
@@ -102,6 +110,15 @@ class Settings(BaseModel):
             if not re.match(r"^sips?:[A-Za-z0-9_.+-]+@[A-Za-z0-9_.-]+(:[0-9]{1,5})?$", contact):
                 raise ValueError(f"agent {agent_id}: contact {contact!r} is not a sip:user@host[:port] URI")
         return agents
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name such as Asia/Shanghai or UTC)") from None
+        return name
 
     @field_validator("dispositions", "pause_reasons")
     @classmethod

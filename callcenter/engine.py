@@ -34,6 +34,7 @@ from callcenter.desktop.web import DesktopApi
 from callcenter.desktop.webhook import PopWebhook
 from callcenter.ivr.interpreter import Lookup, LookupStatus
 from callcenter.ivr.library import FlowLibrary
+from callcenter.kpi.web import KpiApi
 from callcenter.runtime import BackgroundTasks
 from callcenter.storage import make_engine
 from callcenter.web.api import ApiError, ApiRoot, JsonApi
@@ -112,12 +113,17 @@ class Engine:
         self._desk_api = DesktopApi(known_agents=lambda: set(self.settings.agents), credentials=self.credentials,
                                     sessions=self.sessions, api_token=self.api_token, desktop=self.desktop,
                                     calls=self.calls, control_agent=self.control_agent)
+        self.kpis = KpiApi(self.db, settings)
         self._announce_task: asyncio.Task | None = None
         self.crm: CustomerDirectory | None = None  # once the CRM tables are migrated (start)
         self._web_port = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        # today so far first, then every new event as it is recorded
+        seeded = await asyncio.to_thread(self.kpis.seed)
+        self.events.listeners.append(self.kpis.realtime.apply)
+        log.info("live figures seeded from %d events", seeded)
         self.events.start()
         await asyncio.to_thread(migrate_crm, self.db)  # before any call can look a customer up
         self.crm = CustomerDirectory(CrmStore(self.db, region=self.settings.crm_region),
@@ -374,6 +380,7 @@ class Engine:
         api = JsonApi(allowed_hosts={f"{h}:{port}" for h in (self.settings.web_host, "127.0.0.1", "localhost")},
                       identify=self._desk_api.identify)
         self._desk_api.register(api)
+        self.kpis.register(api)
         now = time.time
         api.add("GET", "/api/health", role=Role.PUBLIC, handler=lambda **_: {
             "ok": True, "ami_connected": self.ami.connected, "loop_ticks": self.loop_ticks,

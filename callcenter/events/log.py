@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import (JSON, Column, Engine, Float, Index, Integer, MetaData, String, Table, inspect,
@@ -96,6 +97,9 @@ class EventLog:
         self._run_id = uuid.uuid4().hex[:16]
         self._sequence = itertools.count(1)
         self.skipped = 0  # events whose key was already stored (duplicates), not inserted again
+        # Called with each event as a row (as read_events gives it, without id) the moment it is
+        # recorded: live figures follow the log without reading it back.
+        self.listeners: list[Callable[[dict], None]] = []
         create_events_table(engine)
         self._insert_statement = _insert_once(engine)
 
@@ -103,8 +107,14 @@ class EventLog:
                agent_id: str | None = None, data: dict | None = None, ts: float | None = None,
                key: str | None = None) -> None:
         """Queue an event for the table. ``key`` identifies it for good (default: a new one)."""
-        self._pending.append(EventRecord(kind, ts if ts is not None else self.clock(), call_id, queue,
-                                         agent_id, data or {}, key or f"{self._run_id}:{next(self._sequence)}"))
+        event = EventRecord(kind, ts if ts is not None else self.clock(), call_id, queue, agent_id, data or {},
+                            key or f"{self._run_id}:{next(self._sequence)}")
+        self._pending.append(event)
+        for listener in self.listeners:
+            try:
+                listener(event.row())
+            except Exception:
+                log.exception("event listener failed on %s", kind)  # a live view never stops the log
         if len(self._pending) >= self.batch_size:
             self._wakeup.set()
 
@@ -180,3 +190,11 @@ def read_agent_day(engine: Engine, agent_id: str, since: float) -> list[dict]:
              .order_by(t.id))
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def read_events_since(engine: Engine, since_ts: float) -> list[dict]:
+    """Every event from ``since_ts`` on, in log order (a day's worth to seed live figures)."""
+    t = events_table.c
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(events_table).where(t.ts >= since_ts).order_by(t.id))]
+

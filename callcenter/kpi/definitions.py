@@ -307,6 +307,14 @@ class _Fold:
         return out
 
 
+def calls_and_spans(rows: Iterable[Mapping[str, Any]], *, ordered: bool = False
+                    ) -> tuple[list[CallRecord], list[StateSpan], float | None]:
+    """Legs, agent state spans and the last row's ts, in one pass (``ordered``: the rows already
+    come in log order, e.g. streamed from the database)."""
+    fold = _Fold().feed_all(rows if ordered else in_log_order(rows))
+    return fold.calls(), fold.all_spans(), fold.last_ts
+
+
 def reconstruct_calls(rows: Iterable[Mapping[str, Any]]) -> list[CallRecord]:
     """Every queue leg, in order of queuing.
 

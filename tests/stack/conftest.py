@@ -89,8 +89,8 @@ def engine_with_routing(asterisk, stack_dir, request):
                 routing = stack_dir / f"routing-{name}.yaml"
                 routing.write_text(routing_text)
                 overrides["routing_file"] = routing
-            config = write_settings(stack_dir / f"settings-{name}.yaml", data_dir=stack_dir / "data",
-                                    **{**TEST_SETTINGS, **overrides})
+            config = write_settings(stack_dir / f"settings-{name}.yaml",
+                                    **{"data_dir": stack_dir / "data", **TEST_SETTINGS, **overrides})
             return stack.enter_context(running_engine(asterisk, config, stack_dir / f"engine-{name}.log"))
         yield start
 

@@ -15,7 +15,7 @@ from callcenter.acd.router import Event, Router
 from callcenter.cli import main
 from callcenter.events.log import EventLog
 from callcenter.events.queue_log import export_queue_log, queue_log_lines
-from callcenter.kpi import report_cli
+from callcenter.kpi import report_cli, reports
 from callcenter.kpi.definitions import (
     KpiError,
     interval_end,
@@ -430,7 +430,7 @@ def db_config(tmp_path, monkeypatch):
     engine.dispose()
     config = tmp_path / "settings.yaml"
     config.write_text(f"database_url: sqlite:///{db}\ndata_dir: {tmp_path}\n")
-    monkeypatch.setattr(report_cli, "PAGE", 4)  # several pages: the paging must not lose rows
+    monkeypatch.setattr(reports, "PAGE", 4)  # several pages: the paging must not lose rows
     return config
 
 
