@@ -60,7 +60,10 @@ def _insert_once(engine: Engine):
     dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(engine.dialect.name)
     if dialect is None:
         raise RuntimeError(f"the event log supports SQLite and PostgreSQL, not {engine.dialect.name}")
-    return dialect.insert(events_table).on_conflict_do_nothing(index_elements=["event_key"])
+    # RETURNING names the rows actually stored: rowcount after executemany is not reliable
+    # across drivers (psycopg reports the batch, stored or not).
+    return (dialect.insert(events_table).on_conflict_do_nothing(index_elements=["event_key"])
+            .returning(events_table.c.id))
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,8 @@ class EventLog:
 
     def _insert(self, batch: list[EventRecord]) -> None:
         with self.engine.begin() as conn:
-            stored = conn.execute(self._insert_statement, [e.row() for e in batch]).rowcount
-        if stored >= 0:  # -1: the driver could not say
-            self.skipped += len(batch) - stored
+            stored = len(conn.execute(self._insert_statement, [e.row() for e in batch]).all())
+        self.skipped += len(batch) - stored
 
     def _insert_one_by_one(self, batch: list[EventRecord]) -> None:
         for event in batch:
