@@ -30,7 +30,6 @@ from callcenter.kpi.definitions import (
     AgentKpis,
     KpiReport,
     QueueKpis,
-    kpi_report,
 )
 
 def read_all_events(db_url: str, *, progress: bool = False) -> Iterator[dict[str, Any]]:
@@ -38,13 +37,19 @@ def read_all_events(db_url: str, *, progress: bool = False) -> Iterator[dict[str
 
     ``progress``: show a progress bar on stderr, but only if stderr is a terminal, so that
     pipes, logs, CI and tests stay quiet."""
+    with _database(db_url) as engine:
+        quiet = contextlib.nullcontext(lambda last_id: None)
+        with _reading_progress(engine) if progress and stderr_is_tty() else quiet as advance:
+            yield from reports.stream_events(engine, advance=advance)
+
+
+@contextlib.contextmanager
+def _database(db_url: str) -> Iterator[Any]:
     from callcenter.storage import make_engine
 
     engine = make_engine(db_url)
     try:
-        quiet = contextlib.nullcontext(lambda last_id: None)
-        with _reading_progress(engine) if progress and stderr_is_tty() else quiet as advance:
-            yield from reports.stream_events(engine, advance=advance)
+        yield engine
     finally:
         engine.dispose()
 
@@ -128,11 +133,14 @@ def report_kpis(ctx: click.Context, queue: str | None, agent: str | None, interv
     target, sl_seconds = sl
     if (png_path or html_path) and target > 1:  # before reading: the chart cannot draw it
         raise click.BadParameter(f"a target above 100 % cannot be charted ({target * 100:g} %)", param_hint="--sl")
-    result = kpi_report(
-        read_all_events(ctx.obj["settings"].db_url, progress=True), interval=interval, tz=tz,
-        start=parse_moment(start, zone) if start else None, end=parse_moment(end, zone) if end else None,
-        queue=queue, agent=agent, sl_seconds=sl_seconds, short_abandon_seconds=short_abandon, fcr_days=fcr_days,
-        ordered=True)
+    query = reports.KpiQuery(
+        interval=interval, tz=tz, start=parse_moment(start, zone) if start else None,
+        end=parse_moment(end, zone) if end else None, queue=queue, agent=agent, sl_target=target,
+        sl_seconds=sl_seconds, short_abandon_seconds=short_abandon, fcr_days=fcr_days)
+    with _database(ctx.obj["settings"].db_url) as db:
+        quiet = contextlib.nullcontext(lambda last_id: None)
+        with _reading_progress(db) if stderr_is_tty() else quiet as advance:
+            result = reports.kpis(db, query, advance=advance)  # the same code as /api/reports/kpis
     if fmt == "json":
         click.echo(json.dumps({"sl_target": target, **asdict(result)}, indent=2))
     elif fmt == "csv":
@@ -193,8 +201,6 @@ def report_forecast(ctx: click.Context, day: str | None, interval: str, weeks: i
     actually staffed (docs/forecast.md)."""
     import time as clock
 
-    from callcenter.storage import make_engine
-
     settings = ctx.obj["settings"]
     zone_name = tz or settings.time_zone
     local = _zone(zone_name)
@@ -203,11 +209,8 @@ def report_forecast(ctx: click.Context, day: str | None, interval: str, weeks: i
                                   day=None if day is None else _iso_day(day, local), queue=queue,
                                   sl_target=target, sl_seconds=sl_seconds, max_occupancy=max_occupancy,
                                   shrinkage=shrinkage, short_abandon_seconds=settings.short_abandon_seconds)
-    db = make_engine(settings.db_url)
-    try:
+    with _database(settings.db_url) as db:
         rows = reports.forecast(db, query, now=clock.time())
-    finally:
-        db.dispose()
     table = [schedule_record(r) for r in rows]
     if fmt == "json":
         click.echo(json.dumps({"query": asdict(query), "intervals": table}, indent=2))

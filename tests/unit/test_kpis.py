@@ -15,7 +15,7 @@ from callcenter.acd.router import Event, Router
 from callcenter.cli import main
 from callcenter.events.log import EventLog
 from callcenter.events.queue_log import export_queue_log, queue_log_lines
-from callcenter.kpi import report_cli, reports
+from callcenter.kpi import reports
 from callcenter.kpi.definitions import (
     KpiError,
     interval_end,
