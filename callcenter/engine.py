@@ -197,6 +197,8 @@ class Engine:
             self._queue_terms.pop(uniqueid, None)
             self.calls.channel_gone(uniqueid)
             self.acd.channel_hung_up(uniqueid)
+        elif name == "HangupRequest":
+            self.acd.hangup_requested(uniqueid)
         elif name == "BridgeEnter":
             self.acd.leg_bridged(uniqueid)
         elif name == "UserEvent":

@@ -59,6 +59,8 @@ class AcdShell:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks = BackgroundTasks()
         self.legs: dict[str, AgentLeg] = {}  # agent leg uniqueid -> its offer, until the leg hangs up
+        # call id -> "caller"/"agent": whose channel asked to hang up first (see hangup_requested)
+        self._ended_by: dict[str, str] = {}
         self.announcements = AnnouncementSchedule()
         # Told of every effect after the shell has acted on it (the agent desktop follows offers,
         # answers and ends this way); an observer must not raise and must not block.
@@ -149,6 +151,16 @@ class AcdShell:
                                data={"offer_id": leg.offer_id})
         self.apply(effects)
 
+    def hangup_requested(self, uniqueid: str) -> None:
+        """A channel asked to hang up (a SIP BYE, a Hangup action): the first of a connected
+        call's two channels to ask is the side that ended it. The Hangup events themselves come
+        in no reliable order (the other side is torn down by the bridge in another thread)."""
+        leg = self.legs.get(uniqueid)
+        if leg is not None and leg.bridged:
+            self._ended_by.setdefault(leg.call_id, "agent")
+        elif leg is None and self.router.call(uniqueid) is not None:
+            self._ended_by.setdefault(uniqueid, "caller")
+
     def channel_hung_up(self, uniqueid: str) -> None:
         leg = self.legs.get(uniqueid)
         now = self.clock()
@@ -156,13 +168,13 @@ class AcdShell:
             # the caller's own channel (its uniqueid is the call id): the end of the call, whatever
             # stage it was in; unknown channels are ignored by the router
             self.announcements.remove(uniqueid)
-            self.apply(self.router.call_ended(uniqueid, now, by="caller"))
+            self.apply(self.router.call_ended(uniqueid, now, by=self._ended_by.pop(uniqueid, "caller")))
             return
         if not leg.answered:
             return  # never picked up: _ring removes it once OriginateResponse says why
         del self.legs[uniqueid]
         if leg.bridged:
-            self.apply(self.router.call_ended(leg.call_id, now, by="agent"))
+            self.apply(self.router.call_ended(leg.call_id, now, by=self._ended_by.pop(leg.call_id, "agent")))
         else:
             # picked up, then gone before the bridge: the agent did not take the call
             self.apply(self.router.offer_failed(leg.offer_id, "ring-no-answer", now))
