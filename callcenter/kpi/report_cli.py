@@ -238,10 +238,10 @@ def report_forecast(ctx: click.Context, day: str | None, interval: str, weeks: i
 
 
 def _iso_day(text: str, tz: ZoneInfo) -> str:
-    parse_moment(text, tz)  # the same clear error as --from/--to
-    if len(text) != 10:
-        raise click.BadParameter(f"{text!r} is not a day such as 2024-03-01", param_hint="--day")
-    return text
+    try:
+        return reports.check_day(text, tz)
+    except reports.ReportParamError as exc:
+        raise click.BadParameter(str(exc), param_hint="--day") from None
 
 
 def schedule_record(row: Any) -> dict[str, Any]:

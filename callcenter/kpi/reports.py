@@ -61,6 +61,14 @@ def parse_moment(text: str, tz: ZoneInfo, name: str = "date") -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=tz)).timestamp()
 
 
+def check_day(text: str, tz: ZoneInfo) -> str:
+    """A local calendar day, ``2024-03-01`` (the day a forecast schedules)."""
+    parse_moment(text, tz, "day")
+    if len(text) != 10:
+        raise ReportParamError(f"day: {text!r} is not a day such as 2024-03-01")
+    return text
+
+
 def parse_service_level(text: str) -> tuple[float, float]:
     """``80/20`` -> (0.8, 20.0): X % answered within Y s."""
     percent, sep, seconds = text.partition("/")

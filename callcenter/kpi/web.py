@@ -91,9 +91,7 @@ def _forecast_query(params: dict[str, str], settings: Settings) -> reports.Forec
     tz = params.get("tz") or settings.time_zone
     day = params.get("day")
     if day is not None:
-        reports.parse_moment(day, reports.zone(tz), "day")
-        if len(day) != 10:
-            raise reports.ReportParamError(f"day: {day!r} is not a day such as 2024-03-01")
+        reports.check_day(day, reports.zone(tz))
     target, threshold = (reports.parse_service_level(params["sl"]) if params.get("sl")
                          else (settings.sl_target, settings.sl_seconds))
     weeks = reports.number_param(params, "weeks", 8, 1, 52)
