@@ -3,7 +3,6 @@ shaped exactly like the ones the ACD router and the engine write."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -13,9 +12,7 @@ from click.testing import CliRunner
 
 from callcenter.acd.router import Event, Router
 from callcenter.cli import main
-from callcenter.events.log import EventLog
 from callcenter.events.queue_log import export_queue_log, queue_log_lines
-from callcenter.kpi import reports
 from callcenter.kpi.definitions import (
     KpiError,
     interval_end,
@@ -24,7 +21,6 @@ from callcenter.kpi.definitions import (
     reconstruct_calls,
 )
 from callcenter.kpi.realtime import RealtimeKpis, snapshot_from_rows
-from callcenter.storage import make_engine
 
 T0 = int(datetime(2024, 3, 1, 9, 0, tzinfo=UTC).timestamp())  # 17:00 in Shanghai
 
@@ -419,19 +415,8 @@ def test_export_queue_log_writes_lines(tmp_path):
 
 # ---------------------------------------------------------------------------- CLI on a real database
 @pytest.fixture
-def db_config(tmp_path, monkeypatch):
-    db = tmp_path / "events.db"
-    engine = make_engine(f"sqlite:///{db}")
-    log = EventLog(engine)
-    for row in ROWS:
-        log.record(row["kind"], call_id=row["call_id"], queue=row["queue"], agent_id=row["agent_id"],
-                   data=row["data"], ts=row["ts"])
-    asyncio.run(log.flush())
-    engine.dispose()
-    config = tmp_path / "settings.yaml"
-    config.write_text(f"database_url: sqlite:///{db}\ndata_dir: {tmp_path}\n")
-    monkeypatch.setattr(reports, "PAGE", 4)  # several pages: the paging must not lose rows
-    return config
+def db_config(events_config):
+    return events_config(ROWS)
 
 
 def test_cli_report_kpis_json(db_config):

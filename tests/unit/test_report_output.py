@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import csv
 import io
@@ -16,8 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from callcenter.cli import main
-from callcenter.events.log import EventLog
-from callcenter.kpi import report_cli, reports
+from callcenter.kpi import report_cli
 from callcenter.kpi.charts import (
     DPI,
     FIG_SIZE,
@@ -30,7 +28,6 @@ from callcenter.kpi.charts import (
 )
 from callcenter.kpi.definitions import QueueKpis, kpi_report
 from callcenter.kpi.export import LEADING_COLUMNS, report_rows, write_csv
-from callcenter.storage import make_engine
 from tests.unit.test_kpis import STORY, T0, rows_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -243,20 +240,8 @@ def test_html_table_none_is_empty_and_no_rows_is_said():
 
 # ---------------------------------------------------------------------------- CLI on a real database
 @pytest.fixture
-def db_config(tmp_path, monkeypatch):
-    """As in test_kpis: the rows written by the real EventLog into SQLite, read in small pages."""
-    db = tmp_path / "events.db"
-    engine = make_engine(f"sqlite:///{db}")
-    log = EventLog(engine)
-    for row in ROWS:
-        log.record(row["kind"], call_id=row["call_id"], queue=row["queue"], agent_id=row["agent_id"],
-                   data=row["data"], ts=row["ts"])
-    asyncio.run(log.flush())
-    engine.dispose()
-    config = tmp_path / "settings.yaml"
-    config.write_text(f"database_url: sqlite:///{db}\ndata_dir: {tmp_path}\n")
-    monkeypatch.setattr(reports, "PAGE", 4)
-    return config
+def db_config(events_config):
+    return events_config(ROWS)
 
 
 def kpis(config, *args):
