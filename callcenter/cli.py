@@ -257,6 +257,7 @@ def events(ctx, call_id):
 def _register_capability_commands() -> None:
     # each capability owns its own command group
     from callcenter.acd.cli import routing
+    from callcenter.campaign.cli import campaign, dnc
     from callcenter.crm.cli import crm
     from callcenter.ivr.cli import flows
     from callcenter.kpi.cli import staffing
@@ -267,6 +268,8 @@ def _register_capability_commands() -> None:
     main.add_command(staffing)
     main.add_command(report)
     main.add_command(crm)
+    main.add_command(campaign)
+    main.add_command(dnc)
 
 
 _register_capability_commands()

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from callcenter.asterisk.provision import DEFAULT_ROOT
+from callcenter.callback.model import CallbackPolicy
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 AGENT_ID = re.compile(r"^[0-9]{3,6}$")
@@ -70,6 +71,12 @@ class Settings(BaseModel):
     # where transfer nodes' numbers are sent (the trunk's outbound contact; see dialplan cc-outbound)
     trunk_contact: str = Field("sip:127.0.0.1:5070", pattern=r"^sips?:([A-Za-z0-9_.+-]+@)?[A-Za-z0-9_.-]+(:[0-9]{1,5})?$")
     transfer_ring_seconds: Annotated[int, Field(ge=5, le=300)] = 30
+    # what customers' phones show when the center calls them (callbacks; campaigns have their own)
+    outbound_caller_id: str = Field("+15550100000", pattern=r"^\+?[0-9]{3,20}$")
+    callbacks: CallbackPolicy = Field(default_factory=CallbackPolicy,
+                                      description="virtual hold and web callbacks: attempts, spacing, limits")
+    campaign_tick_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        1.0, description="how often the campaign dialer looks for lines to start")
 
     ring_timeout: Seconds = 15.0
     wrapup_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0

@@ -9,13 +9,14 @@ import logging
 import os
 import signal
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from callcenter.acd.announcements import AnnouncementPlan
 from callcenter.acd.call_control import CallControl
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
-from callcenter.acd.model import AgentState, MaxWait
+from callcenter.acd.model import AgentState, Event, MaxWait
 from callcenter.acd.router import Router, RoutingError
 from callcenter.acd.shell import AcdShell
 from callcenter.acd.steps import Steps
@@ -23,6 +24,14 @@ from callcenter.acd.transfer import with_identity
 from callcenter.asterisk.ami import AmiClient
 from callcenter.asterisk.fastagi import AgiChannel, FastAgiServer
 from callcenter.asterisk.process import AsteriskInstance
+from callcenter.callback.service import CallbackService
+from callcenter.callback.store import CallbackStore
+from callcenter.callback.store import create_tables as create_callback_tables
+from callcenter.callback.web import CallbackApi
+from callcenter.campaign.dialer import CampaignDialer
+from callcenter.campaign.store import CampaignStore
+from callcenter.campaign.store import create_tables as create_campaign_tables
+from callcenter.campaign.web import CampaignApi
 from callcenter.config import Settings
 from callcenter.events.log import EventLog, read_events
 from callcenter.ivr.agi_runner import run_flow
@@ -32,6 +41,7 @@ from callcenter.crm.store import CrmStore
 from callcenter.desktop.service import DesktopService
 from callcenter.desktop.web import DesktopApi
 from callcenter.desktop.webhook import PopWebhook
+from callcenter.ivr.flow import QueueCallbackOffer
 from callcenter.ivr.interpreter import Lookup, LookupStatus
 from callcenter.ivr.library import FlowLibrary
 from callcenter.kpi.web import KpiApi
@@ -45,6 +55,8 @@ log = logging.getLogger(__name__)
 AGENT_VERBS = ("login", "logout", "pause", "unpause")
 # How often due announcements are looked for; the hold loop then says them at its next slice.
 ANNOUNCE_TICK_SECONDS = 1.0
+# Who handled recently ended calls, for the post-call survey that may follow (bounded).
+HANDLED_KEPT = 10_000
 
 
 class UnknownAgent(LookupError):
@@ -60,6 +72,7 @@ class QueueTerms:
     max_wait: MaxWait | None = None
     announce: AnnouncementPlan | None = None
     context: dict = field(default_factory=dict)
+    callback: QueueCallbackOffer | None = None
 
 
 def local_day(now: float) -> int:
@@ -91,6 +104,7 @@ class Engine:
         self.agi = FastAgiServer(header_timeout=settings.agi_header_timeout,
                                  max_header_bytes=settings.agi_header_max_bytes)
         self.agi.route("ivr", self._ivr)
+        self.agi.route("survey", self._survey)
         self.recordings_dir = AsteriskInstance(settings).recordings_dir
         self._tasks = BackgroundTasks()
         self._heartbeat_task: asyncio.Task | None = None
@@ -114,6 +128,20 @@ class Engine:
                                     sessions=self.sessions, api_token=self.api_token, desktop=self.desktop,
                                     calls=self.calls, control_agent=self.control_agent)
         self.kpis = KpiApi(self.db, settings)
+        create_callback_tables(self.db)
+        create_campaign_tables(self.db)
+        self.callbacks = CallbackService(self.router, self.acd, self.ami, self.events, CallbackStore(self.db),
+                                         settings.callbacks, caller_id=settings.outbound_caller_id)
+        self.campaigns = CampaignStore(self.db)
+        self.dialer = CampaignDialer(self.campaigns, self.router, self.acd, self.ami, self.events,
+                                     expect_caller=self._expect_campaign_caller,
+                                     tick_seconds=settings.campaign_tick_seconds)
+        self.acd.observers += [self.callbacks.on_effect, self.dialer.on_effect, self._note_handled]
+        self.events.listeners.append(self.dialer.disposition_saved)
+        self._callback_api = CallbackApi(self.callbacks, self.callbacks.store, settings.callbacks,
+                                         lambda: self.routing.queue_names)
+        self._handled: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+        self._dialer_task: asyncio.Task | None = None
         self._announce_task: asyncio.Task | None = None
         self.crm: CustomerDirectory | None = None  # once the CRM tables are migrated (start)
         self._web_port = None
@@ -138,12 +166,16 @@ class Engine:
         self._announce_task = loop.create_task(self._announce_positions(), name="announcements")
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)  # the usual "re-read your config"
         self.events.record("engine_started", data={"queues": self.routing.queue_names})
+        restored = await self.callbacks.restore()
+        if restored:
+            log.info("%d callback(s) back in line", restored)
+        self._dialer_task = loop.create_task(self.dialer.run(), name="campaign dialer")
         log.info("engine up: AGI %s:%d, web http://%s:%d/api", self.settings.agi_host, self.settings.agi_port,
                  self.settings.web_host, self.settings.web_port)
 
     async def stop(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        for task in (self._heartbeat_task, self._flows_task, self._announce_task):
+        for task in (self._heartbeat_task, self._flows_task, self._announce_task, self._dialer_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -155,6 +187,8 @@ class Engine:
         self._desk_api.close()
         await self.agi.close()
         await self.calls.close()
+        await self.dialer.close()
+        await self.callbacks.close()
         await self.desktop.close()
         await self.acd.close()
         await self._tasks.close()
@@ -197,6 +231,7 @@ class Engine:
             self._queue_terms.pop(uniqueid, None)
             self.calls.channel_gone(uniqueid)
             self.acd.channel_hung_up(uniqueid)
+            self.dialer.channel_gone(uniqueid, event.get("Cause", ""))
         elif name == "HangupRequest":
             self.acd.hangup_requested(uniqueid)
         elif name == "BridgeEnter":
@@ -209,6 +244,17 @@ class Engine:
             self._caller_waiting(uniqueid, event)
         elif kind == "CCAgentAnswered":
             self.acd.agent_answered(uniqueid)
+            leg = self.acd.legs.get(uniqueid)
+            call = self.router.call(leg.call_id) if leg is not None else None
+            if call is not None and call.attrs.get("dial_out"):  # agent first: the customer is dialled now
+                self.callbacks.dial_started(call.call_id, leg.agent_id)
+        elif kind == "CCDialOutEnd":
+            self.acd.dial_out_ended(uniqueid, event.get("DialStatus", ""))
+        elif kind == "CCCallbackAccepted":  # digits only (FILTER in the dialplan), from the caller's channel
+            self._tasks.spawn(self.callbacks.accept_from_hold(uniqueid, event.get("Number", "")),
+                              f"callback {uniqueid}")
+        elif kind == "CCCallbackDeclined":
+            self.callbacks.declined(uniqueid)
         elif kind == "CCAnnounced":  # the hold loop has said what announce_due asked for
             self.events.record("announce_played", call_id=uniqueid,
                                data={"position": event.get("Position", ""), "minutes": event.get("Minutes", "")})
@@ -231,6 +277,9 @@ class Engine:
                                     event.get("CallerIDNum", ""), enqueued_at,
                                     steps=terms.steps, max_wait=terms.max_wait, announce=terms.announce,
                                     caller_name=event.get("CallerIDName", ""), context=terms.context)
+            if terms.callback is not None and self.router.call(call_id) is not None:
+                self.callbacks.watch(call_id, terms.callback, time.time())
+            self.dialer.caller_queued(call_id)
         except (RoutingError, ValueError) as exc:
             # never leave a caller in a queue nobody serves: send them to the fallback route
             log.error("call %s could not be queued (%s); sending it to the fallback route", call_id, exc)
@@ -272,7 +321,43 @@ class Engine:
             self._queue_terms[channel.uniqueid] = QueueTerms(
                 finish.steps, finish.max_wait,
                 AnnouncementPlan(**finish.announce.model_dump()) if finish.announce else None,
-                {"ivr_flow": flow_name, "ivr_variables": inputs, "ivr_trail": tuple(trail)})
+                {"ivr_flow": flow_name, "ivr_variables": inputs, "ivr_trail": tuple(trail)},
+                callback=finish.callback)
+
+    async def _survey(self, channel: AgiChannel) -> None:
+        """A caller whose agent hung up first, in the survey flow their queue node named. Each
+        answer is logged as ``survey_answered`` against the call, its agent and its queue."""
+        flow_name = channel.headers["agi_network_script"].strip("/").partition("/")[2]
+        flow = self.flows.get(flow_name)
+        if flow is None:
+            log.error("no survey flow %r (call %s)", flow_name, channel.uniqueid)
+            self.events.record("ivr_missing_flow", call_id=channel.uniqueid, data={"flow": flow_name})
+            return
+        # The survey can start before the engine has seen the agent's leg hang up: the call is then
+        # still connected in the router.
+        call = self.router.call(channel.uniqueid)
+        queue, agent_id = ((call.queue, call.agent_id) if call is not None
+                           else self._handled.get(channel.uniqueid, (None, None)))
+        trail: list[dict] = []
+        try:
+            await run_flow(channel, flow, flow_name, self.events, flows=self.flows.get, trail=trail, arrival=False)
+        finally:
+            for entry in trail:  # written even when the caller hangs up after the first answer
+                if entry["kind"] == "ivr_survey":
+                    self.events.record("survey_answered", call_id=channel.uniqueid, queue=queue, agent_id=agent_id,
+                                       data={"question": entry["data"]["question"], "score": entry["data"]["score"],
+                                             "flow": flow_name})
+
+    def _note_handled(self, effect) -> None:
+        if isinstance(effect, Event) and effect.kind == "ended" and effect.call_id:
+            self._handled[effect.call_id] = (effect.queue, effect.agent_id)
+            while len(self._handled) > HANDLED_KEPT:
+                self._handled.popitem(last=False)
+
+    def _expect_campaign_caller(self, call_id: str, context: dict) -> None:
+        """A progressive campaign's customer is being dialled: once they answer and reach the
+        hold loop, they are queued with the campaign's context (screen pop, events)."""
+        self._queue_terms[call_id] = QueueTerms(context=context)
 
     def _keep_transfer_terms(self, call_id: str, steps: Steps | None) -> None:
         """A transferred caller keeps its IVR context (and goes to one agent first, if asked)."""
@@ -292,6 +377,7 @@ class Engine:
         while True:
             await asyncio.sleep(ANNOUNCE_TICK_SECONDS)
             self.acd.announce_due()
+            self.callbacks.offer_due()
 
     async def _events_endpoint(self, query: dict, **_) -> list[dict]:
         try:
@@ -374,7 +460,8 @@ class Engine:
         from twisted.web import server
 
         api = self.build_api()
-        self._web_port = reactor.listenTCP(self.settings.web_port, server.Site(ApiRoot(api, self._desk_api.pages())),
+        pages = {**self._desk_api.pages(), **self._callback_api.pages()}
+        self._web_port = reactor.listenTCP(self.settings.web_port, server.Site(ApiRoot(api, pages)),
                                            interface=self.settings.web_host)
 
     def build_api(self) -> JsonApi:
@@ -383,6 +470,8 @@ class Engine:
                       identify=self._desk_api.identify)
         self._desk_api.register(api)
         self.kpis.register(api)
+        self._callback_api.register(api)
+        CampaignApi(self.campaigns).register(api)
         now = time.time
         api.add("GET", "/api/health", role=Role.PUBLIC, handler=lambda **_: {
             "ok": True, "ami_connected": self.ami.connected, "loop_ticks": self.loop_ticks,

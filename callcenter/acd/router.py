@@ -424,12 +424,15 @@ class Router:
         enqueued_at: float | None = None,
         steps: Steps | None = None,
         max_wait: MaxWait | None = None,
+        prior_offers: int = 0,
     ) -> list[Effect]:
         """A caller enters ``queue``. Call ids must be unique for the router's lifetime, since
         offer ids (the shell's idempotency keys) are derived from them. ``enqueued_at`` (default
         ``now``) keeps the place of a caller who was already waiting, e.g. one re-adopted after
         an engine restart. ``steps`` and ``max_wait`` override the queue's widening steps and max
-        wait for this call (an IVR queue node's own), while it is in this first queue."""
+        wait for this call (an IVR queue node's own), while it is in this first queue.
+        ``prior_offers`` continues the offer numbering of a call id that was in the ACD before
+        (a callback queued again for its next attempt), so its offer ids stay distinct."""
         if enqueued_at is not None and enqueued_at > now:
             raise RoutingError(f"enqueued_at {enqueued_at} is in the future (now {now})")
         if queue not in self._configs:
@@ -452,13 +455,17 @@ class Router:
             steps_overridden=steps is not None,
             max_wait_override=max_wait,
             attrs=dict(attrs or {}),
+            offers_made=max(0, int(prior_offers)),
         )
         call.order_key = self.call_key(call)
         self._next_sequence += 1
         self._calls[call_id] = call
         self._join_waiting(call, now)
         queued = Event("queued", call_id, queue, None,
-                       {"priority": priority, "requirement": call.requirement.describe()})
+                       {"priority": priority, "requirement": call.requirement.describe(),
+                        **({"dial_out": call.attrs["dial_out"].get("kind", ""), "enqueued_at": arrived}
+                           if call.attrs.get("dial_out") else {}),
+                        **({"campaign": call.attrs["campaign"]} if call.attrs.get("campaign") else {})})
         effects: list[Effect] = [queued]
         effects.extend(self._call_timers(call, now))
         if call.max_wait_due:
@@ -533,6 +540,38 @@ class Router:
         ended = Event("ended", call.call_id, call.queue, agent.agent_id,
                       {"talk": talk} if by is None else {"talk": talk, "by": by})
         return [ended, *self._start_wrapup(agent, wrapup, now), *self._settle(now)]
+
+    def make_dial_out(self, call_id: str, dial_out: Mapping[str, Any], now: float) -> list[Effect] | None:
+        """A waiting caller chose to be called back instead (virtual hold): the call keeps its
+        place, and from now on its offers are agent-first dial-outs to ``dial_out["number"]``.
+        A ringing offer is withdrawn (the agent would be bridged to a caller about to hang up)
+        and the call offered again. None when the call is unknown or already connected."""
+        call = self._calls.get(call_id)
+        if call is None or call.state is CallState.CONNECTED:
+            return None
+        call.attrs["dial_out"] = dict(dial_out)
+        if call.state is CallState.WAITING:
+            return []
+        agent = self._agent_of(call)
+        cancel = self._cancel_offer(call, agent)
+        back = self._set_state(agent, AgentState.AVAILABLE, now, keep_idle_since=True)
+        return [cancel, back, *self._requeue(call, now), *self._serve_agent(agent, now, "agent_available")]
+
+    def dial_out_failed(self, offer_id: str, outcome: str, now: float) -> list[Effect]:
+        """An agent-first dial-out's agent answered but the customer did not (busy, no answer,
+        failed): the call leaves the ACD (its owner decides when to try again) and the agent is
+        free at once, with no wrap-up and no pause (the agent did nothing wrong). Stale offer
+        ids are ignored."""
+        call = self._offers.pop(offer_id, None)
+        if call is None:
+            return []
+        agent = self._agent_of(call)
+        del self._calls[call.call_id]
+        agent.offer_id = agent.call_id = None
+        failed = Event("dial_out_failed", call.call_id, call.queue, agent.agent_id,
+                       {"offer_id": offer_id, "outcome": outcome, "wait": now - call.enqueued_at})
+        back = self._set_state(agent, AgentState.AVAILABLE, now, keep_idle_since=True)
+        return [failed, back, *self._serve_agent(agent, now, "agent_available"), *self._settle(now)]
 
     def abandon(self, call_id: str, now: float) -> list[Effect]:
         """The caller hung up. A ringing offer is cancelled and its agent returns to available

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # Asterisk's OriginateResponse Reason codes (AST_CONTROL_*): what a failed ring means for the agent.
 FAILURE_REASONS = {3: "ring-no-answer", 5: "busy"}
+# How an agent-first dial-out's Dial() to the customer ended (DIALSTATUS), as an outcome; anything
+# else (CONGESTION, CHANUNAVAIL, ...) is "failed".
+DIAL_OUTCOMES = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "no_answer"}
 CALLER_NUMBER = re.compile(r"[^0-9+*#]")
 MAX_CALLER_NAME = 80  # a caller ID name is whatever the trunk sent: kept as text, cut to a sane length
 
@@ -151,6 +154,20 @@ class AcdShell:
                                data={"offer_id": leg.offer_id})
         self.apply(effects)
 
+    def dial_out_ended(self, uniqueid: str, dial_status: str) -> None:
+        """An agent-first dial-out's Dial() to the customer returned (cc-dialout-agent). After a
+        conversation the customer hung up first; otherwise the customer never answered and the
+        agent is released at once (the call's owner decides about another attempt)."""
+        leg = self.legs.get(uniqueid)
+        if leg is None:
+            return
+        outcome = DIAL_OUTCOMES.get(dial_status.upper(), "failed")
+        if outcome == "answered" or leg.bridged:
+            self._ended_by.setdefault(leg.call_id, "caller")
+            return
+        del self.legs[uniqueid]
+        self.apply(self.router.dial_out_failed(leg.offer_id, outcome, self.clock()))
+
     def hangup_requested(self, uniqueid: str) -> None:
         """A channel asked to hang up (a SIP BYE, a Hangup action): the first of a connected
         call's two channels to ask is the side that ended it. The Hangup events themselves come
@@ -158,7 +175,7 @@ class AcdShell:
         leg = self.legs.get(uniqueid)
         if leg is not None and leg.bridged:
             self._ended_by.setdefault(leg.call_id, "agent")
-        elif leg is None and self.router.call(uniqueid) is not None:
+        elif leg is None and (call := self.router.call(uniqueid)) is not None and not call.attrs.get("dial_out"):
             self._ended_by.setdefault(uniqueid, "caller")
 
     def channel_hung_up(self, uniqueid: str) -> None:
@@ -166,8 +183,12 @@ class AcdShell:
         now = self.clock()
         if leg is None:
             # the caller's own channel (its uniqueid is the call id): the end of the call, whatever
-            # stage it was in; unknown channels are ignored by the router
+            # stage it was in; unknown channels are ignored by the router. A caller who chose to be
+            # called back hangs up on purpose: the call stays, to be dialled out.
             self.announcements.remove(uniqueid)
+            call = self.router.call(uniqueid)
+            if call is not None and call.attrs.get("dial_out"):
+                return
             self.apply(self.router.call_ended(uniqueid, now, by=self._ended_by.pop(uniqueid, "caller")))
             return
         if not leg.answered:
@@ -188,17 +209,30 @@ class AcdShell:
             return
         caller_channel = call.attrs.get("caller_channel", "")
         number = call.attrs.get("caller_number") or "anonymous"
+        dial_out = call.attrs.get("dial_out")
         try:
-            # The caller's channel carries its current offer; the agent leg bridges only if it
-            # still matches (see cc-agent-connect). Sent before the Originate on the same connection.
-            await self.ami.set_channel_var(caller_channel, "CC_OFFER", channel_id)
-            result = await self.ami.originate_to_context(
-                channel=f"PJSIP/agent{offer.agent_id}", context="cc-agent-connect", exten="s",
-                ring_timeout=offer.ring_timeout, channel_id=channel_id,
-                caller_id=f'"{offer.queue}" <{number}>',
-                variables={"CC_CALLID": offer.call_id, "CC_AGENT": offer.agent_id, "CC_OFFER": channel_id,
-                           "CC_CALLER_CHANNEL": caller_channel},
-            )
+            if dial_out:
+                # agent first: once the agent answers, cc-dialout-agent dials the customer
+                label = dial_out.get("label") or offer.queue
+                result = await self.ami.originate_to_context(
+                    channel=f"PJSIP/agent{offer.agent_id}", context="cc-dialout-agent", exten="s",
+                    ring_timeout=offer.ring_timeout, channel_id=channel_id,
+                    caller_id=f'"{label}" <{dial_out["number"]}>',
+                    variables={"CC_CALLID": offer.call_id, "CC_AGENT": offer.agent_id,
+                               "CC_DIAL_NUMBER": dial_out["number"], "CC_DIAL_RING": str(int(dial_out["ring"])),
+                               "CC_DIAL_CALLERID": dial_out.get("caller_id") or dial_out["number"]},
+                )
+            else:
+                # The caller's channel carries its current offer; the agent leg bridges only if it
+                # still matches (see cc-agent-connect). Sent before the Originate on the same connection.
+                await self.ami.set_channel_var(caller_channel, "CC_OFFER", channel_id)
+                result = await self.ami.originate_to_context(
+                    channel=f"PJSIP/agent{offer.agent_id}", context="cc-agent-connect", exten="s",
+                    ring_timeout=offer.ring_timeout, channel_id=channel_id,
+                    caller_id=f'"{offer.queue}" <{number}>',
+                    variables={"CC_CALLID": offer.call_id, "CC_AGENT": offer.agent_id, "CC_OFFER": channel_id,
+                               "CC_CALLER_CHANNEL": caller_channel},
+                )
             reason = None if result.answered else FAILURE_REASONS.get(result.reason, "unreachable")
         except (AmiError, TimeoutError, ConnectionError, ValueError) as exc:
             log.warning("offer %s to agent %s failed: %s", offer.offer_id, offer.agent_id, exc)
@@ -212,7 +246,7 @@ class AcdShell:
     async def _withdraw(self, cancel: CancelOffer) -> None:
         channel_id = leg_id(cancel.offer_id)
         call = self.router.call(cancel.call_id)
-        if call is not None:  # the caller is still here (pause/logout while ringing): void the offer
+        if call is not None and not call.attrs.get("dial_out"):  # the caller is still here (pause/logout while ringing): void the offer
             try:
                 await self.ami.set_channel_var(call.attrs.get("caller_channel", ""), "CC_OFFER", "")
             except (AmiError, TimeoutError, ConnectionError) as exc:

@@ -26,11 +26,14 @@ async def no_crm(_lookup: Lookup) -> tuple[LookupStatus, None]:
 
 async def run_flow(channel: AgiChannel, flow: Flow, flow_name: str, events: EventLog, *,
                    flows: FlowResolver | None = None, lookup: AsyncLookup = no_crm,
-                   trail: list[dict] | None = None) -> Finish:
+                   trail: list[dict] | None = None, arrival: bool = True) -> Finish:
+    """``arrival``: this flow starts the call (``call_arrived`` is logged); a post-call survey
+    is not a new call."""
     call_id = channel.uniqueid
-    events.record("call_arrived", call_id=call_id,
-                  data={"caller": channel.caller_number, "channel": channel.channel, "flow": flow_name,
-                        "dnid": channel.headers.get("agi_dnid", "")})
+    if arrival:
+        events.record("call_arrived", call_id=call_id,
+                      data={"caller": channel.caller_number, "channel": channel.channel, "flow": flow_name,
+                            "dnid": channel.headers.get("agi_dnid", "")})
     # The real clock, read once: a schedule node decides by when the call arrived.
     session = IvrSession(flow, caller_number=channel.caller_number, now=datetime.now(timezone.utc), flows=flows)
     logged = 0

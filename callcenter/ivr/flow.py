@@ -199,6 +199,24 @@ class QueueAnnouncements(BaseModel):
     first_after: Annotated[int, Field(strict=True, ge=0, le=3600)] = 0
 
 
+class QueueCallbackOffer(BaseModel):
+    """Virtual hold: offer a waiting caller to be called back, keeping their place, instead of
+    holding on. Offered once the estimated wait is over ``when_wait_over`` seconds: the first time
+    ``first_after`` seconds into the wait, then every ``every`` seconds while it still is. The
+    caller presses ``key`` (during ``prompts``, waiting ``wait`` seconds after them), confirms
+    their caller ID with the same key or types another number."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when_wait_over: Annotated[int, Field(strict=True, ge=0, le=7200)] = 120
+    first_after: Annotated[int, Field(strict=True, ge=0, le=3600)] = 30
+    every: Annotated[int, Field(strict=True, ge=30, le=3600)] = 120
+    key: Annotated[str, Field(pattern=r"^[1-9]$")] = "1"
+    prompts: Annotated[tuple[Sound, ...], Field(min_length=1, max_length=8)] = ("vm-tocallback", "vm-press",
+                                                                                  "digits/1")
+    wait: Annotated[int, Field(strict=True, ge=1, le=15)] = 5
+
+
 class QueueNode(_NodeBase):
     """End the IVR: the caller waits in this queue.
 
@@ -218,6 +236,14 @@ class QueueNode(_NodeBase):
     # This caller's own max wait in this queue, replacing the queue's (same form as in
     # routing.yaml): {seconds: 300, then: voicemail | fallback | overflow, queue: <for overflow>}.
     max_wait: MaxWaitSpec | None = None
+    callback: QueueCallbackOffer | None = None
+    # The survey flow the caller is sent to when the agent hangs up first (a flow file's name).
+    survey: Annotated[str, Field(pattern=FLOW_NAME.pattern)] | None = None
+
+    def sounds(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        if self.callback is not None:
+            for index, sound in enumerate(self.callback.prompts):
+                yield ("callback", "prompts", str(index)), sound
 
 
 class PlayNode(_NodeBase):
@@ -385,12 +411,32 @@ class LookupNode(_NodeBase):
         yield ("not_found",), self.not_found
 
 
+class SurveyNode(_NodeBase):
+    """Ask one survey question: the caller rates 1..``scale`` with one key. The answer is logged
+    as ``survey_answered`` (question, score) against the call, its agent and queue; then ``next``
+    (or the call ends). No answer, or a key off the scale, asks again ``retries`` times, then goes
+    on without a score."""
+
+    type: Literal["survey"]
+    question: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "csat"
+    prompts: Annotated[Prompts, Field(min_length=1)]
+    scale: Annotated[int, Field(strict=True, ge=2, le=9)] = 5
+    timeout: Annotated[float, Field(strict=True, ge=1, le=60)] = 5.0
+    retries: Annotated[int, Field(strict=True, ge=0, le=5)] = 1
+    invalid_prompts: Prompts = ()
+    next: NodeName | None = None
+
+    def targets(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        if self.next is not None:
+            yield ("next",), self.next
+
+
 # What a lookup node stores on a match.
 CUSTOMER_VARIABLES = ("customer_id", "customer_tier", "customer_language")
 
 Node = Annotated[
     Union[MenuNode, QueueNode, PlayNode, HangupNode, InputNode, SetNode, BranchNode, ScheduleNode,
-          TransferNode, VoicemailNode, GotoNode, LookupNode],
+          TransferNode, VoicemailNode, GotoNode, LookupNode, SurveyNode],
     Field(discriminator="type"),
 ]
 NODE_TYPES: Mapping[str, type[_NodeBase]] = MappingProxyType(

@@ -30,11 +30,13 @@ from callcenter.ivr.flow import (
     LookupNode,
     MenuNode,
     PlayNode,
+    QueueCallbackOffer,
     QueueAnnouncements,
     QueueNode,
     SayItem,
     ScheduleNode,
     SetNode,
+    SurveyNode,
     TransferNode,
     VoicemailNode,
 )
@@ -110,6 +112,7 @@ class Finish:
     steps: Steps | None = None  # the queue node's own widening steps, replacing the queue's
     max_wait: MaxWait | None = None  # the queue node's own max wait, replacing the queue's
     announce: QueueAnnouncements | None = None  # what the waiting caller is told, and how often
+    callback: QueueCallbackOffer | None = None  # when the waiting caller is offered a callback
     transfer_to: str | None = None
 
 
@@ -199,6 +202,8 @@ class IvrSession:
         node = self._current()
         if isinstance(node, InputNode):
             return self._give(self._input_answer(node, keys))
+        if isinstance(node, SurveyNode):
+            return self._give(self._survey_answer(node, keys))
         menu = node
         assert isinstance(menu, MenuNode)  # menus and input nodes are all that issue Collect
         if keys == "":
@@ -255,16 +260,23 @@ class IvrSession:
             case MenuNode():
                 self._failures = 0
                 return self._collect(node, node.prompts)
-            case InputNode():
+            case InputNode() | SurveyNode():
                 self._failures = 0
                 return self._collect(node, node.prompts)
             case QueueNode():
                 priority = self._priority(node)
                 self._log("queue", queue=node.queue, priority=priority)
+                extra = {}
+                if node.callback is not None:  # what the hold loop's callback offer plays and waits for
+                    extra.update(CC_CB_KEY=node.callback.key, CC_CB_PROMPTS="&".join(node.callback.prompts),
+                                 CC_CB_WAIT=str(node.callback.wait))
+                if node.survey is not None:
+                    extra["CC_SURVEY"] = node.survey
                 return Finish("queue", node.queue, priority, self._dialplan_variables(
-                    CC_ACTION="queue", CC_QUEUE=node.queue, CC_PRIORITY=str(priority)),
+                    CC_ACTION="queue", CC_QUEUE=node.queue, CC_PRIORITY=str(priority), **extra),
                     steps=validate_steps(node.steps) if node.steps else None,
-                    max_wait=node.max_wait.to_max_wait() if node.max_wait else None, announce=node.announce)
+                    max_wait=node.max_wait.to_max_wait() if node.max_wait else None, announce=node.announce,
+                    callback=node.callback)
             case TransferNode():
                 self._log("transfer", to=node.to)
                 return Finish("transfer", variables=self._dialplan_variables(
@@ -295,7 +307,20 @@ class IvrSession:
                 return Play(self._render(node.prompts))
         raise TypeError(f"node type {node.type!r} has no interpreter")  # pragma: no cover
 
-    def _collect(self, node: MenuNode | InputNode, prompts: tuple[str | SayItem, ...]) -> Collect:
+    def _survey_answer(self, node: SurveyNode, keys: str) -> Instruction:
+        if isinstance(keys, str) and len(keys) == 1 and keys.isdigit() and 1 <= int(keys) <= node.scale:
+            self._log("survey", question=node.question, score=int(keys))
+            return self._after_survey(node)
+        self._log("survey_timeout" if keys == "" else "survey_invalid", question=node.question)
+        self._failures += 1
+        if self._failures > node.retries:
+            return self._after_survey(node)
+        return self._step() or self._collect(node, node.invalid_prompts + node.prompts)
+
+    def _after_survey(self, node: SurveyNode) -> Instruction:
+        return self._enter(node.next) if node.next is not None else self._hangup("flow")
+
+    def _collect(self, node: MenuNode | InputNode | SurveyNode, prompts: tuple[str | SayItem, ...]) -> Collect:
         # Menu keys are single characters, so one key is all there is to wait for.
         max_digits = node.max_digits if isinstance(node, InputNode) else 1
         return Collect(prompts=self._render(prompts), max_digits=max_digits, timeout=node.timeout)

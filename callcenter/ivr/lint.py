@@ -25,6 +25,8 @@ from callcenter.ivr.flow import (
     InputNode,
     MenuNode,
     Node,
+    QueueNode,
+    SurveyNode,
     flow_file,
     load_flow,
     queues_named,
@@ -116,6 +118,7 @@ def lint_flow(flow: Flow, *, queues: Collection[str] | None, sounds: SoundLibrar
         *(_unknown_queues(flow, queues) if queues is not None else ()),
         *(_missing_sounds(flow, sounds) if sounds is not None else ()),
         *(_dangling_gotos(flow, flows) if flows is not None else ()),
+        *(_missing_surveys(flow, flows) if flows is not None else ()),
     ]
     return sorted(findings, key=lambda f: (f.line or 0, f.column or 0))
 
@@ -191,7 +194,7 @@ def waits_for_input(node: Node) -> bool:
     """Whether the call stops at this node until the caller acts (or a timeout passes). Only menus
     and input nodes do; a play node ignores keys and moves on, and set, branch and schedule nodes
     take no time at all, so a loop of those spins without the caller."""
-    return isinstance(node, MenuNode | InputNode)
+    return isinstance(node, MenuNode | InputNode | SurveyNode)
 
 
 def _unset_variables(flow: Flow) -> Iterator[Finding]:
@@ -301,6 +304,14 @@ def _dangling_gotos(flow: Flow, flows: FlowDirectory) -> Iterator[Finding]:
         target = flows.get(node.flow)
         if target is not None and node.node is not None and node.node not in target.nodes:
             yield _at(flow, "error", f"nodes.{name}.node", f"node {node.node!r} is not in flow {node.flow!r}")
+
+
+def _missing_surveys(flow: Flow, flows: FlowDirectory) -> Iterator[Finding]:
+    """Queue nodes whose survey flow does not exist: the caller would hear nothing after the call."""
+    for name, node in flow.nodes.items():
+        if isinstance(node, QueueNode) and node.survey is not None and not flows.exists(node.survey):
+            yield _at(flow, "error", f"nodes.{name}.survey",
+                      f"survey flow {node.survey!r} does not exist (no {node.survey}.yaml in {flows.directory})")
 
 
 def _missing_sounds(flow: Flow, sounds: SoundLibrary) -> Iterator[Finding]:

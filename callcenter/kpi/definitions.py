@@ -10,6 +10,12 @@ Two kinds of figures, on purpose:
   call was first queued, whenever it ended;
 - *time figures* (logged-in, paused, handling time, occupancy) are agent state time clipped to
   the interval's wall-clock bounds.
+
+Legs have a *direction*: inbound (a caller waiting in the hold loop: the only legs in SL, ASA
+and abandonment), callback (the agent-first call back of a hold or web callback) or outbound (a
+campaign call). Every answered leg counts for handling (AHT, handled) whatever its direction.
+Callbacks and campaign dials are also kept as their own records (``CallbackRecord``,
+``CampaignAttempt``) for the callback and campaign figures.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import json
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,6 +38,14 @@ INTERVALS: dict[str, int | None] = {"15m": 15, "30m": 30, "60m": 60, "1h": 60, "
 
 ANSWERED, ABANDONED, EXITED = "answered", "abandoned", "exited"
 OUTCOME_KINDS = frozenset({ANSWERED, ABANDONED, EXITED})
+# An inbound leg the caller left by accepting a callback: neither answered nor abandoned.
+CALLBACK = "callback"
+# Leg directions.
+INBOUND, OUTBOUND = "inbound", "outbound"  # and CALLBACK
+# A callback's final status (event kind -> status); a callback leg still open gets the status as outcome.
+CALLBACK_FINAL_KINDS = {"callback_completed": "completed", "callback_failed": "failed",
+                        "callback_expired": "expired", "callback_cancelled": "cancelled"}
+CAMPAIGN_OUTCOMES = ("connected", "busy", "no_answer", "failed", "interrupted", "dnc")
 OFFER_FAILURE_KINDS = frozenset({"ring_no_answer", "busy", "unreachable"})
 # The engine forgets every agent and call when it stops or starts: callers announce themselves
 # again (keeping their place), agents log in again.
@@ -69,7 +83,9 @@ class CallRecord:
     queue: str
     queued_at: float  # ts of the leg's first `queued` event: decides its interval
     priority: int = 0
-    outcome: str | None = None  # answered / abandoned / exited; None = unresolved
+    # answered / abandoned / exited; inbound: callback (the caller accepted a callback);
+    # callback legs: failed / expired (the callback's final status); None = unresolved
+    outcome: str | None = None
     resolved_at: float | None = None
     wait: float | None = None  # the router's `wait`: seconds from enqueue to the outcome
     stage: str | None = None  # abandoned/exited: waiting or ringing
@@ -82,6 +98,10 @@ class CallRecord:
     hold: float = 0.0  # seconds the caller spent on hold with this leg's agent
     ended_by: str | None = None  # caller / agent / transfer, when the engine knew
     transferred_out: bool = False  # this leg's agent transferred the call on
+    # inbound / callback / outbound. A leg queued by a transfer is inbound whatever the call was.
+    direction: str = INBOUND
+    callback_offered: bool = False  # inbound: the hold loop offered this caller a callback
+    campaign: str | None = None  # outbound: the campaign that dialled the customer
 
     @property
     def transferred_in(self) -> bool:
@@ -109,7 +129,42 @@ class Contact:
     reported_resolved: bool | None = None  # the call's last disposition: resolved on first contact?
     csat: int | None = None  # the caller's first satisfaction answer, 1..5
     fcr: bool | None = None  # no repeat contact within the window; None: not scored
-    fcr_excluded: str | None = None  # why not scored: unanswered, anonymous, too_recent
+    fcr_excluded: str | None = None  # why not scored: outbound, unanswered, anonymous, too_recent
+    outbound: bool = False  # a campaign call: not in FCR (neither scored nor a repeat contact)
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """One callback, from its creation to its final status. It belongs to a queue and an
+    interval: a hold callback to those of the inbound leg it ended (the caller's queue and
+    queued time), a web callback to its request's queue and time."""
+
+    callback_id: str
+    call_id: str
+    queue: str
+    source: str  # hold / web
+    created_at: float  # decides its interval (see above)
+    attempts: int = 0  # `callback_attempt` rows: agent-first dials to the customer
+    status: str | None = None  # completed / failed / expired / cancelled; None: still pending
+    delay: float | None = None  # due (accepted, or first queued for a web callback) to answered
+
+
+@dataclass(frozen=True)
+class CampaignAttempt:
+    """One campaign dial (`campaign_dialed`) and its outcome, at the time it was dialled; or an
+    outcome with no dial (``dialed`` False: a number the do-not-call list blocked, or a dial row
+    missing from the log), at the time of the outcome."""
+
+    campaign: str
+    call_id: str | None
+    queue: str | None
+    contact_id: str | None
+    mode: str | None  # preview / progressive
+    dialed_at: float  # decides its interval
+    dialed: bool = True
+    outcome: str | None = None  # connected / busy / no_answer / failed / interrupted / dnc / other
+    final: bool = False  # the outcome says the contact is finished
+    leg: CallRecord | None = None  # the connected customer's leg in the campaign's queue
 
 
 CSAT_SCALE = range(1, 6)
@@ -145,6 +200,11 @@ class _Fold:
         self.arrivals: dict[str, dict[str, Any]] = {}  # call -> arrived_at, caller, customer_id
         self.dispositions: dict[str, bool] = {}  # call -> its last disposition's `resolved`
         self.surveys: dict[str, int] = {}  # call -> first satisfaction score
+        self.survey_rows: dict[str, tuple[str | None, str | None, float]] = {}  # call -> its (queue, agent, ts)
+        self.callbacks: dict[str, dict[str, Any]] = {}  # callback id -> record, in order of creation
+        self.callback_of_call: dict[str, dict[str, Any]] = {}  # call -> its latest callback record
+        self.attempts: list[dict[str, Any]] = []  # campaign dials, in order
+        self.attempt_of_call: dict[str, dict[str, Any]] = {}  # call -> its latest campaign dial
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self._on = {
@@ -152,6 +212,10 @@ class _Fold:
             "ended": self._ended, "transferred": self._transferred, "hold_ended": self._hold_ended,
             "agent_state": self._agent_state, "call_arrived": self._arrived, "ivr_lookup": self._customer,
             "screen_pop": self._customer, "disposition": self._disposition, "survey_answered": self._survey,
+            "callback_offered": self._callback_offered, "callback_accepted": self._callback_accepted,
+            "callback_requested": self._callback_requested, "callback_attempt": self._callback_attempt,
+            **dict.fromkeys(CALLBACK_FINAL_KINDS, self._callback_final),
+            "campaign_dialed": self._campaign_dialed, "campaign_outcome": self._campaign_outcome,
             **dict.fromkeys(OFFER_FAILURE_KINDS, self._failure), **dict.fromkeys(ENGINE_RESET_KINDS, self._reset),
         }
 
@@ -174,15 +238,40 @@ class _Fold:
             return
         leg = self.current.get(call_id)
         if leg is None or call_id in self.transferring:
+            transferred = call_id in self.transferring
             self.transferring.discard(call_id)
             self.arrivals.setdefault(call_id, {"arrived_at": ts})
+            data = event_data(row)
             number = 0 if leg is None else leg["leg"] + 1
-            leg = {"call_id": call_id, "queue": queue, "queued_at": ts, "leg": number, "live": True,
-                   "priority": int(event_data(row).get("priority") or 0)}
-            self.current[call_id] = leg
-            self.legs.append(leg)
+            # A leg queued by a transfer is a live caller waiting again: inbound, whatever the call was.
+            if transferred:
+                direction = INBOUND
+            elif data.get("callback") or data.get("dial_out") == CALLBACK or call_id in self.callback_of_call:
+                direction = CALLBACK
+            elif data.get("campaign") or data.get("dial_out") or call_id in self.attempt_of_call:
+                direction = OUTBOUND
+            else:
+                direction = INBOUND
+            leg = self._open_leg(call_id, queue, ts, number, direction, int(data.get("priority") or 0))
+            if direction == CALLBACK:
+                leg["_callback"] = self.callback_of_call.get(call_id)
+            elif direction == OUTBOUND:
+                attempt = self.attempt_of_call.get(call_id)
+                leg["campaign"] = data.get("campaign") or (attempt["campaign"] if attempt else None)
+                if attempt is not None and attempt["leg"] is None:
+                    self._link(attempt, leg)
         elif leg.get("outcome") is None:
-            leg["live"] = True  # re-adopted after a restart: the same stay in the queue
+            # re-adopted after a restart, or a callback queued again for its next attempt: the
+            # same stay in the queue
+            leg["live"] = True
+
+    def _open_leg(self, call_id: str, queue: str, ts: float, number: int, direction: str,
+                  priority: int) -> dict[str, Any]:
+        leg = {"call_id": call_id, "queue": queue, "queued_at": ts, "leg": number, "live": True,
+               "priority": priority, "direction": direction}
+        self.current[call_id] = leg
+        self.legs.append(leg)
+        return leg
 
     def _outcome(self, row: Mapping[str, Any], ts: float) -> None:
         leg = self.current.get(row.get("call_id"))  # type: ignore[arg-type]
@@ -194,6 +283,9 @@ class _Fold:
         if row["kind"] == ANSWERED and row.get("agent_id"):
             leg["agent_id"] = row["agent_id"]
             self.answered_by[(leg["call_id"], row["agent_id"])] = leg
+        record = leg.get("_callback")
+        if row["kind"] == ANSWERED and record is not None and record.get("delay") is None:
+            record["delay"] = ts - leg["queued_at"]
 
     def _ended(self, row: Mapping[str, Any], ts: float) -> None:
         leg = self.current.get(row.get("call_id"))  # type: ignore[arg-type]
@@ -216,6 +308,119 @@ class _Fold:
         leg = self.answered_by.get((row.get("call_id"), row.get("agent_id")))  # type: ignore[arg-type]
         if leg is not None:
             leg["hold"] = leg.get("hold", 0.0) + max(0.0, float(event_data(row).get("seconds", 0.0)))
+
+    # ---- callbacks
+    def _callback_offered(self, row: Mapping[str, Any], ts: float) -> None:
+        leg = self.current.get(row.get("call_id"))  # type: ignore[arg-type]
+        if leg is not None and leg["direction"] == INBOUND and leg.get("outcome") is None:
+            leg["callback_offered"] = True
+
+    def _callback_accepted(self, row: Mapping[str, Any], ts: float) -> None:
+        # The caller hangs up but keeps their place: the inbound leg ends here (outcome
+        # callback) and the call's later offers and answer are a new, callback leg.
+        call_id, data = row.get("call_id"), event_data(row)
+        leg = self.current.get(call_id)  # type: ignore[arg-type]
+        queue = row.get("queue") or (leg["queue"] if leg else None)
+        if not call_id or not queue or str(data.get("callback_id") or call_id) in self.callbacks:
+            return
+        if leg is not None and leg["direction"] == INBOUND and leg.get("outcome") is None:
+            wait = data.get("wait")
+            leg.update(outcome=CALLBACK, resolved_at=ts, live=False,
+                       wait=float(wait) if wait is not None else ts - leg["queued_at"])
+            record = self._new_callback(data, call_id, leg["queue"], "hold", leg["queued_at"])
+        else:  # no open inbound leg (a log that starts mid-call): the callback on its own
+            record = self._new_callback(data, call_id, queue, "hold", ts)
+        number = leg["leg"] if leg is not None else 0
+        callback_leg = self._open_leg(call_id, queue, ts, number, CALLBACK, leg.get("priority", 0) if leg else 0)
+        callback_leg["_callback"] = record
+
+    def _callback_requested(self, row: Mapping[str, Any], ts: float) -> None:
+        call_id, data, queue = row.get("call_id"), event_data(row), row.get("queue")
+        if call_id and queue and str(data.get("callback_id") or call_id) not in self.callbacks:
+            self._new_callback(data, call_id, queue, "web", ts)
+            self.arrivals.setdefault(call_id, {"arrived_at": ts})  # the customer reached out now
+
+    def _new_callback(self, data: Mapping[str, Any], call_id: str, queue: str, source: str,
+                      created_at: float) -> dict[str, Any]:
+        callback_id = str(data.get("callback_id") or call_id)
+        record = {"callback_id": callback_id, "call_id": call_id, "queue": queue, "source": source,
+                  "created_at": created_at, "attempts": 0}
+        self.callbacks[callback_id] = record
+        self.callback_of_call[call_id] = record
+        return record
+
+    def _callback_of(self, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        callback_id = event_data(row).get("callback_id")
+        if callback_id is not None and str(callback_id) in self.callbacks:
+            return self.callbacks[str(callback_id)]
+        return self.callback_of_call.get(row.get("call_id"))  # type: ignore[arg-type]
+
+    def _callback_attempt(self, row: Mapping[str, Any], ts: float) -> None:
+        record = self._callback_of(row)
+        if record is None:
+            return
+        record["attempts"] += 1
+        leg = self.current.get(record["call_id"])
+        if (event_data(row).get("outcome") != ANSWERED and leg is not None and leg["direction"] == CALLBACK
+                and leg.get("outcome") is None):
+            leg["live"] = False  # out of the queue until its retry queues it again
+
+    def _callback_final(self, row: Mapping[str, Any], ts: float) -> None:
+        record = self._callback_of(row)
+        if record is None or record.get("status") is not None:
+            return  # a callback has one final status
+        status = record["status"] = CALLBACK_FINAL_KINDS[row["kind"]]
+        leg = self.current.get(record["call_id"])
+        if leg is not None and leg["direction"] == CALLBACK and leg.get("outcome") is None and status != "completed":
+            leg.update(outcome=status, resolved_at=ts, live=False)
+
+    # ---- campaigns
+    def _campaign_dialed(self, row: Mapping[str, Any], ts: float) -> None:
+        call_id, data = row.get("call_id"), event_data(row)
+        if call_id and data.get("campaign") not in (None, ""):
+            attempt = self._new_attempt(row, data, ts, dialed=True)
+            leg = self.current.get(call_id)
+            # A preview contact queues (agent-first) before the customer is dialled.
+            if (leg is not None and leg["direction"] == OUTBOUND and leg["leg"] == 0
+                    and leg.get("outcome") is None):
+                self._link(attempt, leg)
+
+    def _new_attempt(self, row: Mapping[str, Any], data: Mapping[str, Any], ts: float, *,
+                     dialed: bool) -> dict[str, Any]:
+        contact, call_id = data.get("contact_id"), row.get("call_id") or None
+        attempt = {"campaign": str(data["campaign"]), "call_id": call_id, "queue": row.get("queue"),
+                   "contact_id": None if contact in (None, "") else str(contact), "mode": data.get("mode"),
+                   "dialed_at": ts, "dialed": dialed, "leg": None}
+        self.attempts.append(attempt)
+        if call_id is not None:
+            self.attempt_of_call[call_id] = attempt
+        return attempt
+
+    @staticmethod
+    def _link(attempt: dict[str, Any], leg: dict[str, Any]) -> None:
+        previous = leg.get("_attempt")
+        if previous is not None:
+            previous["leg"] = None  # the leg belongs to the dial that reached the customer: the latest
+        attempt["leg"], leg["_attempt"] = leg, attempt
+
+    def _campaign_outcome(self, row: Mapping[str, Any], ts: float) -> None:
+        call_id, data = row.get("call_id"), event_data(row)
+        attempt = self.attempt_of_call.get(call_id) if call_id else None  # type: ignore[arg-type]
+        if attempt is None:
+            # Never dialled (dnc: the list blocked it, no call id) or its dial row is not in the
+            # log: an outcome, not a dial, at the outcome's time.
+            if data.get("campaign") in (None, ""):
+                return
+            attempt = self._new_attempt(row, data, ts, dialed=False)
+        elif "outcome" in attempt:
+            return  # one dial, one outcome: later ones are ignored
+        outcome = data.get("outcome")
+        attempt["outcome"] = outcome if outcome in CAMPAIGN_OUTCOMES else "other"
+        attempt["final"] = bool(data.get("final"))
+        leg = self.current.get(call_id)
+        if (attempt["outcome"] != "connected" and leg is not None and leg["direction"] == OUTBOUND
+                and leg.get("outcome") is None):
+            leg["live"] = False  # a preview contact not reached: no longer waiting for anyone
 
     # ---- agents
     def _agent_state(self, row: Mapping[str, Any], ts: float) -> None:
@@ -273,16 +478,26 @@ class _Fold:
         if (call_id and data.get("question", "csat") == "csat" and call_id not in self.surveys
                 and isinstance(score, int) and not isinstance(score, bool) and score in CSAT_SCALE):
             self.surveys[call_id] = score
+            self.survey_rows[call_id] = (row.get("queue") or None, row.get("agent_id") or None, ts)
 
     # ---- results
     def calls(self) -> list[CallRecord]:
         out = []
         for leg in self.legs:
-            fields = {k: v for k, v in leg.items() if k not in ("acw_from", "talk_gross")}
+            fields = {k: v for k, v in leg.items() if k not in ("acw_from", "talk_gross", "_callback", "_attempt")}
             if "talk_gross" in leg:
                 fields["talk"] = max(0.0, leg["talk_gross"] - leg.get("hold", 0.0))
             out.append(CallRecord(**fields))
         return out
+
+    def callback_records(self) -> list[CallbackRecord]:
+        return [CallbackRecord(**r) for r in self.callbacks.values()]
+
+    def campaign_attempts(self, calls: Sequence[CallRecord]) -> list[CampaignAttempt]:
+        """``calls``: :meth:`calls`'s answer (the legs, in the same order)."""
+        record_of = {id(leg): call for leg, call in zip(self.legs, calls, strict=True)}
+        return [CampaignAttempt(**{**a, "leg": record_of[id(a["leg"])] if a["leg"] is not None else None})
+                for a in self.attempts]
 
     def all_spans(self) -> list[StateSpan]:
         """Closed spans, then the states still open at the end of the data (end None)."""
@@ -296,23 +511,32 @@ class _Fold:
             if call.outcome == ANSWERED and call.agent_id:
                 last_agent[call.call_id] = call.agent_id
         out = []
-        for call_id, arrival in self.arrivals.items():
+        # A survey answer whose call has no queue leg in the log is placed by the survey row:
+        # its queue and agent, at the time of the answer.
+        unplaced = {c: where for c, where in self.survey_rows.items() if c not in first and where[0]}
+        out = []
+        for call_id in list(self.arrivals) + [c for c in unplaced if c not in self.arrivals]:
+            arrival = self.arrivals.get(call_id) or {"arrived_at": unplaced[call_id][2]}
             leg = first.get(call_id)
+            queue, queued_at, agent_id = (leg.queue, leg.queued_at, last_agent.get(call_id)) if leg else (None, None, None)
+            if leg is None and call_id in unplaced:
+                queue, agent_id, queued_at = unplaced[call_id]
             out.append(Contact(
                 call_id=call_id, arrived_at=arrival["arrived_at"],
                 customer=customer_of(arrival.get("caller"), arrival.get("customer_id")),
-                queue=leg.queue if leg else None, queued_at=leg.queued_at if leg else None,
-                agent_id=last_agent.get(call_id), reported_resolved=self.dispositions.get(call_id),
-                csat=self.surveys.get(call_id)))
+                queue=queue, queued_at=queued_at, agent_id=agent_id,
+                reported_resolved=self.dispositions.get(call_id), csat=self.surveys.get(call_id),
+                outbound=leg is not None and leg.direction == OUTBOUND))
         return out
 
 
 def calls_and_spans(rows: Iterable[Mapping[str, Any]], *, ordered: bool = False
                     ) -> tuple[list[CallRecord], list[StateSpan], float | None]:
-    """Legs, agent state spans and the last row's ts, in one pass (``ordered``: the rows already
-    come in log order, e.g. streamed from the database)."""
+    """Inbound legs, agent state spans and the last row's ts, in one pass (``ordered``: the rows
+    already come in log order, e.g. streamed from the database). Inbound only: this is the
+    forecast's history, the report's offered calls; callback and campaign legs are not arrivals."""
     fold = _Fold().feed_all(rows if ordered else in_log_order(rows))
-    return fold.calls(), fold.all_spans(), fold.last_ts
+    return [c for c in fold.calls() if c.direction == INBOUND], fold.all_spans(), fold.last_ts
 
 
 def reconstruct_calls(rows: Iterable[Mapping[str, Any]]) -> list[CallRecord]:
@@ -332,13 +556,15 @@ def score_first_contact_resolution(contacts: Sequence[Contact], *, window_days: 
     window = window_days * 86400.0
     arrivals: dict[str, list[float]] = {}
     for contact in contacts:
-        if contact.customer is not None:
+        if contact.customer is not None and not contact.outbound:
             arrivals.setdefault(contact.customer, []).append(contact.arrived_at)
     for times in arrivals.values():
         times.sort()
     scored = []
     for contact in contacts:
-        if contact.agent_id is None:
+        if contact.outbound:
+            excluded, fcr = "outbound", None
+        elif contact.agent_id is None:
             excluded, fcr = "unanswered", None
         elif contact.customer is None:
             excluded, fcr = "anonymous", None
@@ -421,6 +647,25 @@ class Csat:
 
 
 @dataclass(frozen=True)
+class CallbackFigures:
+    """Callbacks of a queue: offered to waiting callers, accepted, requested on the web, and
+    what became of them. Inbound legs by their queued interval; callbacks by their own
+    (:class:`CallbackRecord`)."""
+
+    offered: int  # inbound legs the hold loop offered a callback (once or more)
+    accepted: int  # hold callbacks: callers who chose a callback (their inbound leg's outcome)
+    requested: int  # web callbacks
+    attempts: int  # agent-first dials to the customer, of these callbacks
+    completed: int
+    failed: int
+    expired: int
+    cancelled: int  # withdrawn (web page or supervisor) before it was done
+    pending: int  # no final status yet
+    completion_rate: float | None  # completed / (completed + failed + expired): cancelled ones left out
+    avg_delay: float | None  # mean time from due (accepted; web: first queued) to the customer answering
+
+
+@dataclass(frozen=True)
 class QueueKpis:
     queue: str  # "*" for all queues together
     queued: int  # legs queued (raw, every one)
@@ -447,6 +692,11 @@ class QueueKpis:
     handled: int  # calls in aht
     fcr: Fcr
     csat: Csat
+    # Legs that are not inbound: in the handling figures above, in none of the call figures.
+    callback_answered: int  # callback legs answered (the customer picked up and was connected)
+    outbound_answered: int  # campaign legs answered by an agent
+    campaign_abandoned: int  # connected campaign customers who hung up waiting for an agent
+    callbacks: CallbackFigures
 
 
 @dataclass(frozen=True)
@@ -466,6 +716,37 @@ class AgentKpis:
     occupancy: float | None  # handling_time / (logged_in_time - paused_time)
     fcr: Fcr  # contacts whose last answered leg was this agent's
     csat: Csat
+    callback_answered: int  # callback legs this agent answered (in handled, aht; not in answered)
+    outbound_answered: int  # campaign legs this agent answered (in handled, aht; not in answered)
+
+
+@dataclass(frozen=True)
+class CampaignOutcomes:
+    connected: int = 0
+    busy: int = 0
+    no_answer: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    dnc: int = 0
+    other: int = 0  # an outcome the report does not know
+
+
+@dataclass(frozen=True)
+class CampaignKpis:
+    """One campaign's dials in the interval (by the time they were dialled)."""
+
+    campaign: str
+    contacts: int  # distinct contact ids dialled
+    attempts: int  # dials (`campaign_dialed`)
+    pending: int  # dials with no outcome yet
+    outcomes: CampaignOutcomes  # every outcome: the dials' and the undialled ones' (dnc)
+    connect_rate: float | None  # dials connected / dials with an outcome
+    final: CampaignOutcomes  # the outcomes that finished their contact
+    answered: int  # connected customers answered by an agent
+    abandoned: int  # connected customers who hung up waiting for an agent (not inbound abandons)
+    abandon_rate: float | None  # abandoned / outcomes.connected
+    aht: float | None  # mean talk + hold + ACW of the answered ones whose handling is over
+    handled: int  # legs in aht
 
 
 @dataclass(frozen=True)
@@ -476,6 +757,8 @@ class IntervalKpis:
     total: QueueKpis
     queues: tuple[QueueKpis, ...]
     agents: tuple[AgentKpis, ...]
+    # campaign -> figures; empty when the interval has no campaign dial
+    campaigns: Mapping[str, CampaignKpis] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -520,7 +803,7 @@ def fcr_figures(contacts: Sequence[Contact], window_days: float) -> Fcr:
     """``contacts`` scored by :func:`score_first_contact_resolution`."""
     scored = [c for c in contacts if c.fcr is not None]
     resolved = sum(1 for c in scored if c.fcr)
-    reported = [c for c in contacts if c.reported_resolved is not None]
+    reported = [c for c in contacts if c.reported_resolved is not None and not c.outbound]
     reported_resolved = sum(1 for c in reported if c.reported_resolved)
     return Fcr(window_days=window_days, scored=len(scored), resolved=resolved, rate=ratio(resolved, len(scored)),
                anonymous=sum(1 for c in contacts if c.fcr_excluded == "anonymous"),
@@ -547,12 +830,33 @@ def _handling_figures(answered: Sequence[CallRecord]) -> dict[str, Any]:
             "transferred_out": sum(1 for c in answered if c.transferred_out)}
 
 
-def queue_kpis(queue: str, calls: Sequence[CallRecord], *, sl_seconds: float = DEFAULT_SL_SECONDS,
+def callback_figures(legs: Sequence[CallRecord], callbacks: Sequence[CallbackRecord]) -> CallbackFigures:
+    """``legs``: the inbound legs of the queue and interval; ``callbacks``: its callbacks."""
+    status = {s: sum(1 for c in callbacks if c.status == s) for s in ("completed", "failed", "expired", "cancelled")}
+    finished = status["completed"] + status["failed"] + status["expired"]
+    return CallbackFigures(
+        offered=sum(1 for c in legs if c.callback_offered),
+        accepted=sum(1 for c in callbacks if c.source == "hold"),
+        requested=sum(1 for c in callbacks if c.source == "web"),
+        attempts=sum(c.attempts for c in callbacks),
+        completed=status["completed"], failed=status["failed"], expired=status["expired"],
+        cancelled=status["cancelled"], pending=len(callbacks) - finished - status["cancelled"],
+        completion_rate=ratio(status["completed"], finished),
+        avg_delay=mean([c.delay for c in callbacks if c.delay is not None]),  # type: ignore[misc]
+    )
+
+
+def queue_kpis(queue: str, legs: Sequence[CallRecord], *, sl_seconds: float = DEFAULT_SL_SECONDS,
                short_abandon_seconds: float = DEFAULT_SHORT_ABANDON_SECONDS,
-               contacts: Sequence[Contact] = (), fcr_days: float = DEFAULT_FCR_DAYS) -> QueueKpis:
-    """The call figures over ``calls`` (legs already chosen by queue and interval) and the
-    contact figures over ``contacts`` (chosen the same way, by their first leg)."""
+               contacts: Sequence[Contact] = (), fcr_days: float = DEFAULT_FCR_DAYS,
+               callbacks: Sequence[CallbackRecord] = ()) -> QueueKpis:
+    """The call figures over the inbound ``legs`` (legs already chosen by queue and interval,
+    every direction), the handling figures over all of them, the contact figures over
+    ``contacts`` (chosen the same way, by their first leg) and the callback figures over
+    ``callbacks`` (chosen the same way, by their creation)."""
+    calls = [c for c in legs if c.direction == INBOUND]
     answered = [c for c in calls if c.outcome == ANSWERED]
+    connected = [c for c in legs if c.outcome == ANSWERED]  # every direction: the handling figures
     shorts = [c for c in calls if is_short_abandon(c, short_abandon_seconds)]
     abandoned = [c for c in calls if c.outcome == ABANDONED and not is_short_abandon(c, short_abandon_seconds)]
     exited = [c for c in calls if c.outcome == EXITED]
@@ -579,17 +883,22 @@ def queue_kpis(queue: str, calls: Sequence[CallRecord], *, sl_seconds: float = D
         abandon_rate=ratio(len(abandoned), offered),
         asa=mean([c.wait or 0.0 for c in answered]),
         longest_wait=max(waits, default=None),
-        held=sum(1 for c in answered if c.talk is not None and c.hold > 0),
+        held=sum(1 for c in connected if c.talk is not None and c.hold > 0),
         fcr=fcr_figures(contacts, fcr_days),
         csat=csat_figures(contacts),
-        **_handling_figures(answered),
+        **_handling_figures(connected),
+        callback_answered=sum(1 for c in connected if c.direction == CALLBACK),
+        outbound_answered=sum(1 for c in connected if c.direction == OUTBOUND),
+        campaign_abandoned=sum(1 for c in legs if c.direction == OUTBOUND and c.outcome == ABANDONED),
+        callbacks=callback_figures(calls, callbacks),
     )
 
 
 def agent_kpis(agent_id: str, calls: Sequence[CallRecord], spans: Sequence[StateSpan],
                offers_not_taken: int, start: float, end: float, until: float, *,
                contacts: Sequence[Contact] = (), fcr_days: float = DEFAULT_FCR_DAYS) -> AgentKpis:
-    """``calls``: the legs this agent answered in the interval; ``spans``: this agent's states;
+    """``calls``: the legs this agent answered in the interval, every direction (``answered``
+    counts the inbound ones, the handling figures all); ``spans``: this agent's states;
     ``contacts``: the interval's contacts whose last answered leg was this agent's."""
     def time_in(states: Iterable[str] | None) -> float:
         return math.fsum(_overlap(s, start, end, until) for s in spans if states is None or s.state in states)
@@ -597,7 +906,7 @@ def agent_kpis(agent_id: str, calls: Sequence[CallRecord], spans: Sequence[State
     logged_in, paused, handling = time_in(None), time_in({PAUSED}), time_in(HANDLING_STATES)
     return AgentKpis(
         agent_id=agent_id,
-        answered=len(calls),
+        answered=sum(1 for c in calls if c.direction == INBOUND),
         offers_not_taken=offers_not_taken,
         logged_in_time=logged_in,
         paused_time=paused,
@@ -606,6 +915,39 @@ def agent_kpis(agent_id: str, calls: Sequence[CallRecord], spans: Sequence[State
         fcr=fcr_figures(contacts, fcr_days),
         csat=csat_figures(contacts),
         **_handling_figures(calls),
+        callback_answered=sum(1 for c in calls if c.direction == CALLBACK),
+        outbound_answered=sum(1 for c in calls if c.direction == OUTBOUND),
+    )
+
+
+def campaign_kpis(campaign: str, attempts: Sequence[CampaignAttempt]) -> CampaignKpis:
+    """The figures of one campaign's dials (already chosen by interval)."""
+    def tally(chosen: Iterable[CampaignAttempt]) -> CampaignOutcomes:
+        counts: dict[str, int] = {}
+        for a in chosen:
+            counts[a.outcome] = counts.get(a.outcome, 0) + 1  # type: ignore[index]
+        return CampaignOutcomes(**counts)
+
+    with_outcome = [a for a in attempts if a.outcome is not None]
+    outcomes = tally(with_outcome)
+    dials = [a for a in attempts if a.dialed]
+    dials_done = sum(1 for a in dials if a.outcome is not None)
+    answered = [a.leg for a in dials if a.leg is not None and a.leg.outcome == ANSWERED]
+    handled = [c.handle_time for c in answered if c.handle_time is not None]
+    abandoned = sum(1 for a in dials if a.leg is not None and a.leg.outcome == ABANDONED)
+    return CampaignKpis(
+        campaign=campaign,
+        contacts=len({a.contact_id if a.contact_id is not None else f"call:{a.call_id}" for a in dials}),
+        attempts=len(dials),
+        pending=len(dials) - dials_done,
+        outcomes=outcomes,
+        connect_rate=ratio(sum(1 for a in dials if a.outcome == "connected"), dials_done),
+        final=tally(a for a in with_outcome if a.final),
+        answered=len(answered),
+        abandoned=abandoned,
+        abandon_rate=ratio(abandoned, outcomes.connected),
+        aht=mean(handled),  # type: ignore[arg-type]
+        handled=len(handled),
     )
 
 
@@ -695,7 +1037,10 @@ def kpi_report(
     spans = [s for s in fold.all_spans() if agent is None or s.agent_id == agent]
     contacts = [c for c in score_first_contact_resolution(fold.contacts(all_calls), window_days=fcr_days, until=until)
                 if c.queued_at is not None and (queue is None or c.queue == queue)]
-    first = min([c.queued_at for c in calls] + [s.start for s in spans], default=until)
+    callbacks = [c for c in fold.callback_records() if queue is None or c.queue == queue]
+    attempts = [a for a in fold.campaign_attempts(all_calls) if queue is None or a.queue == queue]
+    first = min([c.queued_at for c in calls] + [s.start for s in spans] + [c.created_at for c in callbacks]
+                + [a.dialed_at for a in attempts], default=until)
     lo = start if start is not None else first
     hi = end if end is not None else max(until, lo)
     # Without an explicit end the data's last moment belongs to the report (it is not an
@@ -704,6 +1049,8 @@ def kpi_report(
     find = _BucketFinder(buckets, lo, hi, inclusive_end=end is None)
     legs_in = find.group(calls, lambda c: c.queued_at)
     contacts_in = find.group(contacts, lambda c: c.queued_at)  # type: ignore[arg-type, return-value]
+    callbacks_in = find.group(callbacks, lambda c: c.created_at)
+    attempts_in = find.group(attempts, lambda a: a.dialed_at)
     # offer failures are agent events: they count where they happened
     missed: dict[tuple[int, str], int] = {}
     for ts, agent_id in fold.failures:
@@ -715,9 +1062,14 @@ def kpi_report(
     out = []
     for index, (name, b_start, b_end) in enumerate(buckets):
         in_bucket, bucket_contacts = legs_in.get(index, []), contacts_in.get(index, [])
-        queue_names = [queue] if queue is not None else sorted({c.queue for c in in_bucket})
+        bucket_callbacks = callbacks_in.get(index, [])
+        queue_names = ([queue] if queue is not None
+                       else sorted({c.queue for c in in_bucket} | {c.queue for c in bucket_callbacks}
+                                   | {c.queue for c in bucket_contacts}))  # type: ignore[misc]
         by_queue = _group(in_bucket, lambda c: c.queue)
         contacts_by_queue = _group(bucket_contacts, lambda c: c.queue)
+        callbacks_by_queue = _group(bucket_callbacks, lambda c: c.queue)
+        by_campaign = _group(attempts_in.get(index, []), lambda a: a.campaign)
         answered_by = _group([c for c in in_bucket if c.outcome == ANSWERED], lambda c: c.agent_id)
         contacts_by_agent = _group(bucket_contacts, lambda c: c.agent_id)
         agent_ids = {a for a in spans_in.get(index, {}) if a} | {a for a in answered_by if a}
@@ -726,13 +1078,16 @@ def kpi_report(
             agent_ids &= {agent}
         out.append(IntervalKpis(
             label=name, start=b_start, end=b_end,
-            total=queue_kpis(queue or "*", in_bucket, contacts=bucket_contacts, **thresholds),
-            queues=tuple(queue_kpis(q, by_queue.get(q, []), contacts=contacts_by_queue.get(q, []), **thresholds)
+            total=queue_kpis(queue or "*", in_bucket, contacts=bucket_contacts, callbacks=bucket_callbacks,
+                             **thresholds),
+            queues=tuple(queue_kpis(q, by_queue.get(q, []), contacts=contacts_by_queue.get(q, []),
+                                    callbacks=callbacks_by_queue.get(q, []), **thresholds)
                          for q in queue_names),
             agents=tuple(
                 agent_kpis(a, answered_by.get(a, []), spans_in.get(index, {}).get(a, []), missed.get((index, a), 0),
                            b_start, b_end, until, contacts=contacts_by_agent.get(a, []), fcr_days=fcr_days)
                 for a in sorted(agent_ids, key=_agent_sort_key)),
+            campaigns={name: campaign_kpis(name, by_campaign[name]) for name in sorted(by_campaign)},
         ))
     return KpiReport(interval, tz, sl_seconds, short_abandon_seconds, until, tuple(out), fcr_days)
 

@@ -1,4 +1,5 @@
-"""KPI report as flat rows and CSV: one row per interval and queue (``*`` = all queues) or agent.
+"""KPI report as flat rows and CSV: one row per interval and queue (``*`` = all queues), agent or
+campaign.
 
 This module owns the *shape* of the tabular export, not the figures: every figure column comes
 from the dataclasses of :mod:`callcenter.kpi.definitions` through :func:`dataclasses.fields`, so a
@@ -18,18 +19,24 @@ from datetime import datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from callcenter.kpi.definitions import AgentKpis, IntervalKpis, KpiReport, QueueKpis
+from callcenter.kpi.definitions import (
+    AgentKpis,
+    CampaignKpis,
+    IntervalKpis,
+    KpiReport,
+    QueueKpis,
+)
 
 # The columns every row starts with, in this order; figure columns follow.
 INTERVAL, INTERVAL_START, INTERVAL_END, SCOPE, NAME = "interval", "interval_start", "interval_end", "scope", "name"
 LEADING_COLUMNS = (INTERVAL, INTERVAL_START, INTERVAL_END, SCOPE, NAME)
-QUEUE_SCOPE, AGENT_SCOPE = "queue", "agent"
+QUEUE_SCOPE, AGENT_SCOPE, CAMPAIGN_SCOPE = "queue", "agent", "campaign"
 
 # The field that names a row's subject: it becomes the `name` column, not a figure.
-_NAME_FIELD = {QueueKpis: "queue", AgentKpis: "agent_id"}
+_NAME_FIELD = {QueueKpis: "queue", AgentKpis: "agent_id", CampaignKpis: "campaign"}
 # IntervalKpis fields that are the interval's identity or its rows. Any other field someone adds
 # to IntervalKpis is an interval-wide figure and is repeated on each of its rows as `interval.<x>`.
-_INTERVAL_STRUCTURE = frozenset({"label", "start", "end", "total", "queues", "agents"})
+_INTERVAL_STRUCTURE = frozenset({"label", "start", "end", "total", "queues", "agents", "campaigns"})
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -45,7 +52,8 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def report_rows(report: KpiReport) -> list[dict[str, Any]]:
-    """Every interval's queue rows (``*`` first, then by name) and agent rows, flattened.
+    """Every interval's queue rows (``*`` first, then by name), agent rows and campaign rows (by
+    name, only for campaigns that dialled in the interval), flattened.
 
     With ``--queue`` the report's total *is* that queue, so it is not repeated as a second row.
     """
@@ -62,6 +70,7 @@ def report_rows(report: KpiReport) -> list[dict[str, Any]]:
         queues = ([interval.total] if interval.total.queue not in named else []) + list(interval.queues)
         rows.extend(_row(head, QUEUE_SCOPE, q, extra) for q in queues)
         rows.extend(_row(head, AGENT_SCOPE, a, extra) for a in interval.agents)
+        rows.extend(_row(head, CAMPAIGN_SCOPE, c, extra) for c in interval.campaigns.values())
     return rows
 
 
@@ -91,7 +100,7 @@ def write_csv(report: KpiReport, stream: TextIO) -> int:
     return len(rows)
 
 
-def _row(head: dict[str, Any], scope: str, kpis: QueueKpis | AgentKpis,
+def _row(head: dict[str, Any], scope: str, kpis: QueueKpis | AgentKpis | CampaignKpis,
          extra: dict[str, Any]) -> dict[str, Any]:
     figures = flatten(kpis)
     name = figures.pop(_name_field(kpis))
@@ -103,12 +112,12 @@ def _row(head: dict[str, Any], scope: str, kpis: QueueKpis | AgentKpis,
     return row
 
 
-def _name_field(kpis: QueueKpis | AgentKpis) -> str:
+def _name_field(kpis: QueueKpis | AgentKpis | CampaignKpis) -> str:
     # isinstance, not type(): a subclass (a richer QueueKpis) names its subject as its base does.
     for base, name in _NAME_FIELD.items():
         if isinstance(kpis, base):
             return name
-    raise TypeError(f"not a queue or agent figure set: {type(kpis).__name__}")
+    raise TypeError(f"not a queue, agent or campaign figure set: {type(kpis).__name__}")
 
 
 def _interval_figures(interval: IntervalKpis) -> dict[str, Any]:

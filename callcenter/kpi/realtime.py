@@ -4,6 +4,11 @@
 ``snapshot(now)`` reads the figures. ``snapshot_from_rows`` recomputes the same snapshot from
 scratch through :mod:`callcenter.kpi.definitions`; the tests hold the two equal, so the wall-board
 and the reports can never disagree on a definition. Pure: no I/O, no clock.
+
+Only inbound legs are followed (callers waiting in the hold loop): a caller who accepts a callback
+leaves with the outcome ``callback`` (not an abandon), and the call's later agent-first leg, a web
+callback or a campaign call is not waiting and not answered here, until a transfer queues it again
+as an inbound leg.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from zoneinfo import ZoneInfo
 from callcenter.kpi.definitions import (
     ABANDONED,
     ANSWERED,
+    CALLBACK,
     DEFAULT_SHORT_ABANDON_SECONDS,
     DEFAULT_SL_SECONDS,
     ENGINE_RESET_KINDS,
     EXITED,
+    INBOUND,
     LOGGED_OUT,
     OUTCOME_KINDS,
     QueueKpis,
@@ -93,17 +100,24 @@ class RealtimeKpis:
         self._agents: dict[str, str] = {}
         self._tallies: dict[tuple[float, str], _Tally] = {}  # (local day start, queue) -> tally
         self._resolved: set[str] = set()  # a call has one fate: later outcomes are ignored
+        self._not_inbound: set[str] = set()  # callback and campaign calls: their legs are not followed
+        self._transferring: set[str] = set()  # the next `queued` is a new, inbound leg
 
     def apply(self, row: Mapping[str, Any]) -> None:
         kind, call_id = row["kind"], row.get("call_id")
-        if kind == "queued" and call_id and row.get("queue") and call_id not in self._resolved:
-            self._queues.add(row["queue"])
-            self._first_queued.setdefault(call_id, (row["queue"], float(row["ts"])))
-            self._waiting.add(call_id)
-        elif kind == "transferred" and call_id in self._resolved:
-            self._resolved.discard(call_id)  # its next `queued` is a new leg, in the target queue
+        if kind == "queued" and call_id and row.get("queue"):
+            self._queued(call_id, row)
+        elif kind == "transferred" and (call_id in self._resolved or call_id in self._not_inbound):
+            self._transferring.add(call_id)  # its next `queued` is a new leg, in the target queue
         elif kind in OUTCOME_KINDS and call_id in self._first_queued:
             self._resolve(call_id, kind, float(event_data(row).get("wait", 0.0)))
+        elif kind == "callback_accepted" and call_id:
+            if call_id in self._first_queued:
+                self._resolve(call_id, CALLBACK, 0.0)  # neither answered nor abandoned
+            else:
+                self._not_inbound.add(call_id)
+        elif kind in ("callback_requested", "campaign_dialed") and call_id:
+            self._not_inbound.add(call_id)
         elif kind == "agent_state" and row.get("agent_id"):
             self._agents[row["agent_id"]] = event_data(row).get("state") or LOGGED_OUT
         elif kind in ENGINE_RESET_KINDS:
@@ -112,10 +126,29 @@ class RealtimeKpis:
             self._waiting.clear()
             self._agents = dict.fromkeys(self._agents, LOGGED_OUT)
 
+    def _queued(self, call_id: str, row: Mapping[str, Any]) -> None:
+        data = event_data(row)
+        if call_id in self._transferring:
+            self._transferring.discard(call_id)
+            self._resolved.discard(call_id)
+            self._not_inbound.discard(call_id)
+        elif call_id in self._resolved or call_id in self._not_inbound:
+            return
+        elif call_id not in self._first_queued and (data.get("callback") or data.get("dial_out")
+                                                    or data.get("campaign")):
+            # a callback or campaign call's own leg (an inbound caller re-announced keeps its leg)
+            self._not_inbound.add(call_id)
+            return
+        self._queues.add(row["queue"])
+        self._first_queued.setdefault(call_id, (row["queue"], float(row["ts"])))
+        self._waiting.add(call_id)
+
     def _resolve(self, call_id: str, outcome: str, wait: float) -> None:
         queue, queued_at = self._first_queued.pop(call_id)
         self._waiting.discard(call_id)
         self._resolved.add(call_id)
+        if outcome == CALLBACK:
+            return  # in no figure of today's: not offered, not answered, not abandoned
         day = interval_start(queued_at, "day", self.tz)
         tally = self._tallies.setdefault((day, queue), _Tally())
         within = wait <= self.sl_seconds
@@ -158,7 +191,7 @@ def snapshot_from_rows(rows: Iterable[Mapping[str, Any]], now: float, *, tz: str
     """The same snapshot, recomputed from every row with the report definitions."""
     rows = in_log_order(rows)
     zone = ZoneInfo(tz)
-    calls = reconstruct_calls(rows)
+    calls = [c for c in reconstruct_calls(rows) if c.direction == INBOUND]
     day = interval_start(now, "day", zone)
     report = kpi_report(rows, interval="day", tz=tz, start=day, end=interval_end(day, "day", zone),
                         sl_seconds=sl_seconds, short_abandon_seconds=short_abandon_seconds, now=now)

@@ -28,6 +28,7 @@ from callcenter.kpi.definitions import (
     DEFAULT_SHORT_ABANDON_SECONDS,
     INTERVALS,
     AgentKpis,
+    CampaignKpis,
     KpiReport,
     QueueKpis,
 )
@@ -158,20 +159,24 @@ def report_kpis(ctx: click.Context, queue: str | None, agent: str | None, interv
 def _write_charts(result: KpiReport, target: float, png_path: Path | None, html_path: Path | None) -> None:
     # Imported here: matplotlib takes a moment to load and only these two options need it.
     from callcenter.kpi.charts import html_page, kpi_figure, save_png
-    from callcenter.kpi.export import QUEUE_SCOPE, SCOPE, report_rows
+    from callcenter.kpi.export import CAMPAIGN_SCOPE, QUEUE_SCOPE, SCOPE, report_rows
 
     figure = kpi_figure(result, sl_target=target)
     if png_path is not None:
         save_png(figure, png_path)
         click.echo(f"chart written to {png_path}", err=True)
     if html_path is not None:
+        rows = report_rows(result)
         queue_rows = [{key: value for key, value in row.items() if key != SCOPE}  # all the same here
-                      for row in report_rows(result) if row[SCOPE] == QUEUE_SCOPE]
+                      for row in rows if row[SCOPE] == QUEUE_SCOPE]
+        campaign_rows = [{key: value for key, value in row.items() if key != SCOPE}
+                         for row in rows if row[SCOPE] == CAMPAIGN_SCOPE]
         settings = [{"time zone": result.tz, "interval": result.interval or "whole period",
                      "service level": f"{target * 100:g} % answered within {result.sl_seconds:g} s",
                      "short abandon": f"wait < {result.short_abandon_seconds:g} s"}]
         caption = f"Calls per interval (bars) and service level of offered (line, target {target * 100:g} %)"
-        page = html_page("Call-center KPIs", [(caption, figure)], [("Settings", settings), ("Queues", queue_rows)])
+        tables = [("Settings", settings), ("Queues", queue_rows)] + ([("Campaigns", campaign_rows)] if campaign_rows else [])
+        page = html_page("Call-center KPIs", [(caption, figure)], tables)
         html_path.write_text(page, encoding="utf-8")
         click.echo(f"HTML report written to {html_path}", err=True)
 
@@ -315,11 +320,39 @@ def _queue_lines(k: QueueKpis, target: float) -> list[str]:
         (f"    answer rate {_pct(k.answer_rate)}, abandon rate {_pct(k.abandon_rate)}, ASA {_secs(k.asa)}, "
          f"longest wait {_secs(k.longest_wait)}"),
         f"    AHT {_secs(k.aht)} over {k.handled} (talk {_secs(k.avg_talk)}, ACW {_secs(k.avg_acw)})",
+        *_other_directions(k),
     ]
 
 
+def _other_directions(k: QueueKpis) -> list[str]:
+    """Callback and campaign lines of a queue, only when it has any."""
+    c = k.callbacks
+    lines = []
+    if c.offered or c.accepted or c.requested or k.callback_answered:
+        lines.append(
+            f"    callbacks: offered {c.offered}, accepted {c.accepted}, requested {c.requested}, "
+            f"attempts {c.attempts}, completed {c.completed}, failed {c.failed}, expired {c.expired}, "
+            f"cancelled {c.cancelled}, pending {c.pending}; completed {_pct(c.completion_rate)} of finished, "
+            f"avg delay {_secs(c.avg_delay)}; callback legs answered {k.callback_answered}")
+    if k.outbound_answered or k.campaign_abandoned:
+        lines.append(f"    outbound: answered {k.outbound_answered}, campaign abandoned {k.campaign_abandoned}")
+    return lines
+
+
+def _campaign_line(c: CampaignKpis) -> str:
+    o = c.outcomes
+    return (f"  campaign {c.campaign}: contacts {c.contacts}, dials {c.attempts} (pending {c.pending}), "
+            f"connected {o.connected} (connect rate {_pct(c.connect_rate)}), busy {o.busy}, no answer {o.no_answer}, "
+            f"failed {o.failed}, interrupted {o.interrupted}, dnc {o.dnc}; finished {sum(vars(c.final).values())}; "
+            f"answered {c.answered}, abandoned {c.abandoned} ({_pct(c.abandon_rate)} of connected), "
+            f"AHT {_secs(c.aht)} over {c.handled}")
+
+
 def _agent_line(a: AgentKpis) -> str:
-    return (f"  agent {a.agent_id}: answered {a.answered}, AHT {_secs(a.aht)}, talk {_secs(a.avg_talk)}, "
+    others = "".join(f", {label} {n}" for label, n in (("callbacks", a.callback_answered),
+                                                       ("outbound", a.outbound_answered)) if n)
+    return (f"  agent {a.agent_id}: answered {a.answered}{others}, AHT {_secs(a.aht)} over {a.handled}, "
+            f"talk {_secs(a.avg_talk)}, "
             f"ACW {_secs(a.avg_acw)}, offers not taken {a.offers_not_taken}, logged in {a.logged_in_time:.0f} s, "
             f"paused {a.paused_time:.0f} s, handling {a.handling_time:.0f} s, occupancy {_pct(a.occupancy)}")
 
@@ -331,10 +364,11 @@ def render_text(result: KpiReport, target: float) -> str:
             f"short abandon < {result.short_abandon_seconds:g} s")]
     for bucket in result.intervals:
         out.append(f"{bucket.label}")
-        if not bucket.queues and not bucket.agents:
+        if not bucket.queues and not bucket.agents and not bucket.campaigns:
             out.append("  no calls, no agents")
             continue
         for k in ([bucket.total] if len(bucket.queues) > 1 else []) + list(bucket.queues):
             out.extend(_queue_lines(k, target))
         out.extend(_agent_line(a) for a in bucket.agents)
+        out.extend(_campaign_line(c) for c in bucket.campaigns.values())
     return "\n".join(out)

@@ -543,14 +543,17 @@ class SippPhone:
         workdir: Path | None = None,
         play_audio: bool = True,
         extra_args: Sequence[str] = (),
+        scenario: str | None = None,
     ):
+        """``scenario``: a UAS scenario of its own (e.g. ``customers_scenario``) instead of an
+        agent phone's in ``mode``."""
         self.name = name
         self.sip_port = sip_port
         self.media_port = media_port
         self.mode = PhoneMode(mode)
         self.control_port = control_port
         self.host = host
-        self.scenario = agent_scenario(self.mode, ring_delay_ms, talk_ms, user=name, play_audio=play_audio)
+        self.scenario = scenario or agent_scenario(self.mode, ring_delay_ms, talk_ms, user=name, play_audio=play_audio)
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"cc-sipp-{name}-"))
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None

@@ -444,3 +444,68 @@ Content-Length: 0
     # Keeps the finished call around briefly so retransmitted BYEs/ACKs are absorbed by it.
     el.append('  <timewait milliseconds="1000"/>')
     return _scenario(f"callcenter agent phone {user} ({mode.value})", el)
+
+
+# ---------------------------------------------------------------------------------------- customers
+def customers_scenario(busy: str, no_answer: str, *, ring_delay_ms: int = 300, user: str = "customers",
+                       play_audio: bool = True, pcap_dir: Path = PCAP_DIR) -> str:
+    """A UAS standing for many customers' phones behind the trunk (outbound campaigns, callbacks):
+    how it answers depends on the number dialled. Numbers starting with ``busy`` (digits after an
+    optional '+') get 486 Busy Here; with ``no_answer``, 180 and then nothing until the CANCEL; any
+    other number rings ``ring_delay_ms``, answers and waits for the far end's BYE."""
+    for name, prefix in (("busy", busy), ("no_answer", no_answer)):
+        if not re.fullmatch(r"[0-9]{1,20}", prefix):
+            raise ValueError(f"{name} prefix {prefix!r} must be 1-20 digits")
+    _ms("ring_delay_ms", ring_delay_ms)
+    contact = f"<sip:{user}@[local_ip]:[local_port];transport=[transport]>"
+    audio = _pcap(pcap_dir / AUDIO_PCAP) if play_audio else None
+    response = f"""
+[last_Via:]
+[last_From:]
+[last_To:];tag={_PHONE_TAG}
+[last_Call-ID:]
+[last_CSeq:]
+Contact: {contact}
+"""
+    el = [_recv("\n".join([
+        '      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="invite_cseq"/>',
+        f'      <ereg regexp="INVITE sip:[+]?{busy}" search_in="msg" check_it="false" assign_to="is_busy"/>',
+        f'      <ereg regexp="INVITE sip:[+]?{no_answer}" search_in="msg" check_it="false" assign_to="is_silent"/>',
+    ]), request="INVITE", crlf=True)]
+    el.append('  <nop next="busy" test="is_busy"/>')
+    el.append(_send(f"SIP/2.0 180 Ringing{response}Content-Length: 0\n"))
+    el.append('  <nop next="silent" test="is_silent"/>')
+    el.append(_recv(request="CANCEL", timeout=ring_delay_ms, ontimeout="answer", next="cancelled"))
+    el.append(_label("answer"))
+    el.append(_send(f"""SIP/2.0 200 OK{response}Content-Type: application/sdp
+Content-Length: [len]
+
+{_SDP}
+""", retrans=500))
+    el.append(_recv(request="ACK", crlf=True, rtd=True))
+    if audio is not None:
+        el.append(_play(audio))
+    el.append(_recv(request="BYE"))
+    el.append(_ok_to_last_request(contact))
+    el.append(_jump("done"))
+    el.append(_label("silent"))
+    el.append(_recv(request="CANCEL", next="cancelled"))
+    el.append(_label("busy"))
+    el.append(_send(f"SIP/2.0 486 Busy Here{response}Content-Length: 0\n", retrans=500))
+    el.append(_recv(request="ACK", crlf=True, next="done"))
+    el.append(_label("cancelled"))
+    el.append(_ok_to_last_request(contact, to_tag=_PHONE_TAG))
+    el.append(_send(f"""
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag={_PHONE_TAG}
+[last_Call-ID:]
+CSeq: [$invite_cseq] INVITE
+Contact: {contact}
+Content-Length: 0
+""", retrans=500))
+    el.append(_recv(request="ACK", crlf=True))
+    el.append(_label("done"))
+    el.append('  <timewait milliseconds="1000"/>')
+    return _scenario(f"callcenter customers behind the trunk (busy {busy}, no answer {no_answer})", el)

@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, **details: object):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.details = details  # more fields of the error body, e.g. the request field it is about
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class JsonApi(resource.Resource):
     @staticmethod
     def _failure(exc: BaseException, method: str, path: str) -> tuple[int, dict]:
         if isinstance(exc, ApiError):
-            return exc.status, {"error": exc.message}
+            return exc.status, {"error": exc.message, **exc.details}
         log.error("API %s %s failed", method, path, exc_info=exc)
         return 500, {"error": "internal error"}
 
