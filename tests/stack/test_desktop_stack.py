@@ -148,7 +148,7 @@ def test_hold_resume_and_blind_transfer_to_another_agent(desk_engine, phones, as
         time.sleep(1.5)
         channels = asterisk.cli("core show channels concise")
         # the agent's leg bridges the caller again (the caller, pulled out of its music, shows no app)
-        assert "cc-agent-resume!s!1!Up!Bridge" in channels and "MusicOnHold" not in channels, channels
+        assert "cc-bridge-caller!s!2!Up!Bridge" in channels and "MusicOnHold" not in channels, channels
 
         desk2.call("POST", "/api/desktop/ready")
         moved = desk1.call("POST", "/api/desktop/transfer", {"agent": "1002"})
