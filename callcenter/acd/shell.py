@@ -32,8 +32,7 @@ log = logging.getLogger(__name__)
 
 # Asterisk's OriginateResponse Reason codes (AST_CONTROL_*): what a failed ring means for the agent.
 FAILURE_REASONS = {3: "ring-no-answer", 5: "busy"}
-# How an agent-first dial-out's Dial() to the customer ended (DIALSTATUS), as an outcome; anything
-# else (CONGESTION, CHANUNAVAIL, ...) is "failed".
+# How an agent-first dial-out's Dial() to the customer ended (DIALSTATUS), as an outcome.
 DIAL_OUTCOMES = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "no_answer"}
 CALLER_NUMBER = re.compile(r"[^0-9+*#]")
 MAX_CALLER_NAME = 80  # a caller ID name is whatever the trunk sent: kept as text, cut to a sane length
@@ -46,6 +45,11 @@ class AgentLeg:
     agent_id: str
     answered: bool = False
     bridged: bool = False
+
+
+def dial_outcome(dial_status: str) -> str:
+    """DIALSTATUS as an outcome; anything else (CONGESTION, CHANUNAVAIL, ...) is "failed"."""
+    return DIAL_OUTCOMES.get((dial_status or "").strip().upper(), "failed")
 
 
 def leg_id(offer_id: str) -> str:
@@ -161,7 +165,7 @@ class AcdShell:
         leg = self.legs.get(uniqueid)
         if leg is None:
             return
-        outcome = DIAL_OUTCOMES.get(dial_status.upper(), "failed")
+        outcome = dial_outcome(dial_status)
         if outcome == "answered" or leg.bridged:
             self._ended_by.setdefault(leg.call_id, "caller")
             return

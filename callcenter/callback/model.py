@@ -65,8 +65,6 @@ _REFUSED_TYPES = {
     PhoneNumberType.SHARED_COST: "a shared-cost number",
 }
 
-_DIAL_OUTCOMES = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "no_answer"}
-
 
 class CallbackRequestError(ValueError):
     """A web request refused; ``field`` is the JSON field it is about (None: the body itself)."""
@@ -358,11 +356,6 @@ def describe_hours(schedule: Schedule) -> str:
 
 
 # ------------------------------------------------------------------------------ attempts
-def dial_outcome(dialstatus: str) -> Outcome:
-    """Asterisk Dial()'s DIALSTATUS as an attempt outcome; anything unknown is a failure."""
-    return _DIAL_OUTCOMES.get((dialstatus or "").strip().upper(), "failed")  # type: ignore[return-value]
-
-
 def after_attempt(policy: CallbackPolicy, callback: Callback, outcome: str, now: float) -> AttemptDecision:
     """What follows an attempt that ended with ``outcome``. ``callback.attempts`` already counts
     this attempt (``start_attempt`` added it). An answered call completes it; otherwise it waits

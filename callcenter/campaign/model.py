@@ -4,7 +4,7 @@
 - :func:`in_window` / :func:`next_window_open`: when the campaign may call, in its own time zone
 - :func:`lines_to_start`: how many new calls to place now (pacing)
 - :func:`after_outcome`: what becomes of a contact after a call attempt (retry rules)
-- :func:`map_originate_reason` / :func:`map_dial_status`: Asterisk's answers as contact outcomes
+- :func:`map_originate_reason`: Asterisk's answer to an Originate as a contact outcome
 - :func:`check_transition`: which campaign state changes are allowed
 
 No I/O here except reading the file in :func:`load_campaign_spec`; every function that depends on
@@ -465,15 +465,6 @@ def map_originate_reason(reason_code: int | None, answered: bool) -> str:
     if answered:
         return CONNECTED
     return _ORIGINATE_REASONS.get(reason_code, FAILED) if reason_code is not None else FAILED
-
-
-_DIAL_STATUSES = {"ANSWER": CONNECTED, "BUSY": BUSY, "NOANSWER": NO_ANSWER,
-                  "CANCEL": NO_ANSWER}  # CANCEL: our side gave up first (ring time over)
-
-
-def map_dial_status(dialstatus: str) -> str:
-    """The outcome of a Dial() from its DIALSTATUS; CONGESTION, CHANUNAVAIL and anything else fail."""
-    return _DIAL_STATUSES.get(dialstatus.strip().upper(), FAILED)
 
 
 # ------------------------------------------------------------------------------ campaign states

@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
+from callcenter.acd.shell import dial_outcome
 from callcenter.callback.model import (
     AttemptDecision,
     Callback,
@@ -18,7 +19,6 @@ from callcenter.callback.model import (
     ValidatedRequest,
     after_attempt,
     callable_number,
-    dial_outcome,
     due,
     eligible_at,
     is_expired,
@@ -288,7 +288,7 @@ def test_rate_limit_refuses_at_exactly_the_limit() -> None:
 @pytest.mark.parametrize(("status", "outcome"), [
     ("ANSWER", "answered"), ("BUSY", "busy"), ("NOANSWER", "no_answer"), ("CANCEL", "no_answer"),
     ("CONGESTION", "failed"), ("CHANUNAVAIL", "failed"), ("", "failed"), ("DONTCALL", "failed"),
-    ("answer", "answered"),
+    ("answer", "answered"), (" answer ", "answered"),
 ])
 def test_dial_outcome(status: str, outcome: str) -> None:
     assert dial_outcome(status) == outcome

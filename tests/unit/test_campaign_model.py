@@ -20,7 +20,6 @@ from callcenter.campaign.model import (
     in_window,
     lines_to_start,
     load_campaign_spec,
-    map_dial_status,
     map_originate_reason,
     next_window_open,
     parse_campaign_spec,
@@ -288,14 +287,6 @@ def test_an_unknown_outcome_is_refused() -> None:
 def test_originate_reasons(reason: int | None, answered: bool, outcome: str) -> None:
     assert map_originate_reason(reason, answered) == outcome
 
-
-@pytest.mark.parametrize(("status", "outcome"), [
-    ("ANSWER", "connected"), ("BUSY", "busy"), ("NOANSWER", "no_answer"), ("CANCEL", "no_answer"),
-    ("CONGESTION", "failed"), ("CHANUNAVAIL", "failed"), ("DONTCALL", "failed"), ("", "failed"),
-    (" answer ", "connected"),
-])
-def test_dial_statuses(status: str, outcome: str) -> None:
-    assert map_dial_status(status) == outcome
 
 
 # ------------------------------------------------------------------------------ states
