@@ -41,7 +41,7 @@ from callcenter.crm.store import CrmStore
 from callcenter.desktop.service import DesktopService
 from callcenter.desktop.web import DesktopApi
 from callcenter.desktop.webhook import PopWebhook
-from callcenter.ivr.flow import QueueCallbackOffer
+from callcenter.ivr.flow import Flow, QueueCallbackOffer
 from callcenter.ivr.interpreter import Lookup, LookupStatus
 from callcenter.ivr.library import FlowLibrary
 from callcenter.kpi.web import KpiApi
@@ -304,12 +304,18 @@ class Engine:
         return [change.as_dict() for change in changes]
 
     # ------------------------------------------------------------------ FastAGI -> IVR
-    async def _ivr(self, channel: AgiChannel) -> None:
-        flow_name = channel.headers["agi_network_script"].strip("/").partition("/")[2] or "main"
+    def _flow_of(self, channel: AgiChannel, default: str = "") -> tuple[str, Flow | None]:
+        """The flow an AGI request names (``agi://host/<route>/<flow>``); a missing one is logged."""
+        flow_name = channel.headers["agi_network_script"].strip("/").partition("/")[2] or default
         flow = self.flows.get(flow_name)
         if flow is None:
             log.error("no IVR flow %r (call %s)", flow_name, channel.uniqueid)
             self.events.record("ivr_missing_flow", call_id=channel.uniqueid, data={"flow": flow_name})
+        return flow_name, flow
+
+    async def _ivr(self, channel: AgiChannel) -> None:
+        flow_name, flow = self._flow_of(channel, "main")
+        if flow is None:
             return  # the dialplan sends a call without CC_ACTION to the fallback route
         trail: list[dict] = []
         finish = await run_flow(channel, flow, flow_name, self.events, flows=self.flows.get, lookup=self._crm_lookup,
@@ -327,12 +333,9 @@ class Engine:
     async def _survey(self, channel: AgiChannel) -> None:
         """A caller whose agent hung up first, in the survey flow their queue node named. Each
         answer is logged as ``survey_answered`` against the call, its agent and its queue."""
-        flow_name = channel.headers["agi_network_script"].strip("/").partition("/")[2]
-        flow = self.flows.get(flow_name)
+        flow_name, flow = self._flow_of(channel)
         if flow is None:
-            log.error("no survey flow %r (call %s)", flow_name, channel.uniqueid)
-            self.events.record("ivr_missing_flow", call_id=channel.uniqueid, data={"flow": flow_name})
-            return
+            return  # the dialplan hangs up
         # The survey can start before the engine has seen the agent's leg hang up: the call is then
         # still connected in the router.
         call = self.router.call(channel.uniqueid)
