@@ -150,6 +150,27 @@ Content-Length: 0
 """)
 
 
+def _cancelled(contact: str) -> list[str]:
+    """Label ``cancelled``: a UAS's answer to a CANCEL of the ringing INVITE (whose CSeq number
+    the scenario captured as ``invite_cseq``): 200 to the CANCEL, 487 to the INVITE, its ACK."""
+    return [
+        _label("cancelled"),
+        # The CANCEL's To has no tag; its 200 should carry the tag of our 180 (RFC 3261 9.2).
+        _ok_to_last_request(contact, to_tag=_PHONE_TAG),
+        _send(f"""
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag={_PHONE_TAG}
+[last_Call-ID:]
+CSeq: [$invite_cseq] INVITE
+Contact: {contact}
+Content-Length: 0
+""", retrans=500),
+        _recv(request="ACK", crlf=True),
+    ]
+
+
 # ---------------------------------------------------------------------------------------- caller
 def caller_scenario(
     keys: str = "",
@@ -425,20 +446,7 @@ SIP/2.0 200 OK
         el.append(_ok_to_last_request(contact))
         el.append(_jump("done"))
 
-    el.append(_label("cancelled"))
-    # The CANCEL's To has no tag; its 200 should carry the tag of our 180 (RFC 3261 9.2).
-    el.append(_ok_to_last_request(contact, to_tag=_PHONE_TAG))
-    el.append(_send(f"""
-SIP/2.0 487 Request Terminated
-[last_Via:]
-[last_From:]
-[last_To:];tag={_PHONE_TAG}
-[last_Call-ID:]
-CSeq: [$invite_cseq] INVITE
-Contact: {contact}
-Content-Length: 0
-""", retrans=500))
-    el.append(_recv(request="ACK", crlf=True))
+    el.extend(_cancelled(contact))
 
     el.append(_label("done"))
     # Keeps the finished call around briefly so retransmitted BYEs/ACKs are absorbed by it.
@@ -493,19 +501,7 @@ Content-Length: [len]
     el.append(_label("busy"))
     el.append(_send(f"SIP/2.0 486 Busy Here{response}Content-Length: 0\n", retrans=500))
     el.append(_recv(request="ACK", crlf=True, next="done"))
-    el.append(_label("cancelled"))
-    el.append(_ok_to_last_request(contact, to_tag=_PHONE_TAG))
-    el.append(_send(f"""
-SIP/2.0 487 Request Terminated
-[last_Via:]
-[last_From:]
-[last_To:];tag={_PHONE_TAG}
-[last_Call-ID:]
-CSeq: [$invite_cseq] INVITE
-Contact: {contact}
-Content-Length: 0
-""", retrans=500))
-    el.append(_recv(request="ACK", crlf=True))
+    el.extend(_cancelled(contact))
     el.append(_label("done"))
     el.append('  <timewait milliseconds="1000"/>')
     return _scenario(f"callcenter customers behind the trunk (busy {busy}, no answer {no_answer})", el)
