@@ -40,8 +40,9 @@ class CallbackService:
         self.caller_id = caller_id  # what the customer's phone shows
         # An attempt's start and its outcome are written in the order they happened.
         self._attempt_lock = asyncio.Lock()
-        self.offers = AnnouncementSchedule()  # waiting callers whose queue node offers callbacks
-        self._offer_terms: dict[str, QueueCallbackOffer] = {}
+        # waiting callers whose queue node offers callbacks (the schedule reads only the offer's
+        # first_after and every, which QueueCallbackOffer has like an AnnouncementPlan)
+        self.offers = AnnouncementSchedule()
         self._open: dict[str, Callback] = {}  # call id -> its callback, while it is not final
         self._offers_made: dict[str, int] = {}  # call id -> ACD offers so far (offer ids stay distinct)
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -50,8 +51,7 @@ class CallbackService:
     # ------------------------------------------------------------------ virtual hold
     def watch(self, call_id: str, offer: QueueCallbackOffer, waiting_since: float) -> None:
         """A caller reached the hold loop from a queue node that offers callbacks."""
-        self._offer_terms[call_id] = offer
-        self.offers.add(call_id, offer, waiting_since)  # first_after / every: the offer's cadence
+        self.offers.add(call_id, offer, waiting_since)
 
     def offer_due(self) -> None:
         """Ask the hold loop to offer a callback to waiting callers whose turn for an offer has
@@ -60,7 +60,7 @@ class CallbackService:
         for call_id, offer in self.offers.due(self.clock()):
             call = self.router.call(call_id)
             if call is None or call.state is CallState.CONNECTED or call.attrs.get("dial_out"):
-                self._forget_offer(call_id)
+                self.offers.remove(call_id)
                 continue
             if call.state is not CallState.WAITING:
                 continue
@@ -78,10 +78,6 @@ class CallbackService:
         except (AmiError, TimeoutError, ConnectionError) as exc:
             log.info("callback offer for call %s not delivered: %s", call_id, exc)
 
-    def _forget_offer(self, call_id: str) -> None:
-        self.offers.remove(call_id)
-        self._offer_terms.pop(call_id, None)
-
     async def accept_from_hold(self, call_id: str, typed_number: str) -> None:
         """The caller pressed the key and confirmed (or typed) a number, and is hanging up: the
         call stays in the queue at its place, to be dialled out agent-first."""
@@ -92,7 +88,7 @@ class CallbackService:
             self.events.record("callback_refused", call_id=call_id, queue=call.queue if call else None,
                                data={"reason": reason})
             return
-        self._forget_offer(call_id)
+        self.offers.remove(call_id)
         self.acd.announcements.remove(call_id)
         effects = self.router.make_dial_out(call_id, self._dial_out(number), self.clock())
         if effects is None:

@@ -122,11 +122,7 @@ class CampaignDialer:
             return
         for contact in await asyncio.to_thread(self.store.due_contacts, campaign.id, now, wanted):
             if await asyncio.to_thread(self.store.dnc_listed, contact.number):  # the list always wins
-                await asyncio.to_thread(self.store.record_outcome, contact.id, model.DNC,
-                                        model.after_outcome(spec, model.DNC, contact.outcomes, now), now)
-                self.events.record("campaign_outcome", queue=spec.queue,
-                                   data={"campaign": campaign.name, "contact_id": contact.id,
-                                         "attempt": contact.attempts, "outcome": model.DNC, "final": True})
+                await self._record("", Line(campaign, contact, contact.attempts), model.DNC)  # never dialled
                 continue
             attempt = contact.attempts + 1
             call_id = f"cp{contact.id}a{attempt}"
@@ -198,7 +194,7 @@ class CampaignDialer:
                 self._tasks.spawn(self._record(effect.call_id, line, model.CONNECTED), f"record {effect.call_id}")
         elif effect.kind == "dial_out_failed":
             self.lines.pop(effect.call_id, None)
-            outcome = {"answered": model.CONNECTED}.get(effect.data.get("outcome"), effect.data.get("outcome"))
+            outcome = effect.data.get("outcome")  # busy, no_answer or failed: the customer never answered
             if outcome not in model.OUTCOMES:
                 outcome = model.FAILED
             self._tasks.spawn(self._record(effect.call_id, line, outcome), f"record {effect.call_id}")
