@@ -54,9 +54,9 @@ class CallbackApi:
 
     def register(self, api: JsonApi) -> None:
         api.add("POST", "/api/public/callbacks", self._request, role=Role.PUBLIC)
-        api.add("POST", "/api/callbacks", self._request, role=Role.OPS)
-        api.add("GET", "/api/callbacks", self._search, role=Role.OPS)
-        api.add("POST", "/api/callbacks/{callback_id}/cancel", self._cancel, role=Role.OPS)
+        api.add("POST", "/api/callbacks", self._request, role=Role.ADMIN)
+        api.add("GET", "/api/callbacks", self._search, role=Role.ADMIN)
+        api.add("POST", "/api/callbacks/{callback_id}/cancel", self._cancel, role=Role.ADMIN)
 
     async def _request(self, body: dict, **_) -> dict:
         now = self.clock()

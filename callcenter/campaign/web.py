@@ -18,10 +18,10 @@ class CampaignApi:
         self.store = store
 
     def register(self, api: JsonApi) -> None:
-        api.add("GET", "/api/campaigns", self._list, role=Role.OPS)
-        api.add("GET", "/api/campaigns/{name}", self._one, role=Role.OPS)
+        api.add("GET", "/api/campaigns", self._list, role=Role.ADMIN)
+        api.add("GET", "/api/campaigns/{name}", self._one, role=Role.ADMIN)
         for action in ACTIONS:
-            api.add("POST", "/api/campaigns/{name}/" + action, self._changer(action), role=Role.OPS)
+            api.add("POST", "/api/campaigns/{name}/" + action, self._changer(action), role=Role.ADMIN)
 
     def _view(self, row: CampaignRow) -> dict:
         return {"name": row.name, "state": row.state, "queue": row.spec.queue, "mode": row.spec.pacing.mode,

@@ -51,7 +51,7 @@ class DesktopApi:
     # ------------------------------------------------------------------ who is asking
     def identify(self, request: server.Request) -> Identity | None:
         if bearer_matches(request.getHeader("authorization"), self.api_token):
-            return Identity(Role.OPS)
+            return Identity(Role.ADMIN)
         agent_id = self.sessions.agent_for((request.getCookie(SESSION_COOKIE.encode()) or b"").decode("ascii", "replace"))
         return Identity(Role.AGENT, agent_id) if agent_id else None
 
@@ -83,7 +83,7 @@ class DesktopApi:
         api.add("POST", "/api/desktop/transfer", self._transfer, role=agent)
         api.add("POST", "/api/desktop/wrapup/end", self._end_wrapup, role=agent)
         api.add("POST", "/api/desktop/calls/{call_id}/outcome", self._outcome, role=agent)
-        api.add("GET", "/api/calls/{call_id}/pop", self._pop, role=(Role.AGENT, Role.OPS))
+        api.add("GET", "/api/calls/{call_id}/pop", self._pop, role=(Role.AGENT, Role.ADMIN))
 
     # ------------------------------------------------------------------ handlers
     async def _login(self, body: dict, **_) -> Reply:

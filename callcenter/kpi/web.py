@@ -49,10 +49,10 @@ class KpiApi:
         return len(rows)
 
     def register(self, api: JsonApi) -> None:
-        api.add("GET", "/api/realtime", self._realtime, role=Role.OPS)
-        api.add("GET", "/api/reports/kpis", self._kpis, role=Role.OPS)
-        api.add("GET", "/api/reports/forecast", self._forecast, role=Role.OPS)
-        api.add("GET", "/api/reports/queue-log", self._queue_log, role=Role.OPS)
+        api.add("GET", "/api/realtime", self._realtime, role=Role.ADMIN)
+        api.add("GET", "/api/reports/kpis", self._kpis, role=Role.ADMIN)
+        api.add("GET", "/api/reports/forecast", self._forecast, role=Role.ADMIN)
+        api.add("GET", "/api/reports/queue-log", self._queue_log, role=Role.ADMIN)
 
     def _realtime(self, **_: Any) -> dict:
         snapshot = self.realtime.snapshot(self.clock())

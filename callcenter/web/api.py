@@ -60,7 +60,7 @@ class JsonApi(resource.Resource):
         # 127.0.0.1 (DNS rebinding) still sends its own name, and is refused.
         self.allowed_hosts = allowed_hosts
 
-    def add(self, method: str, path: str, handler: Callable[..., object], role: Role | tuple[Role, ...] = Role.OPS) -> None:
+    def add(self, method: str, path: str, handler: Callable[..., object], role: Role | tuple[Role, ...] = Role.ADMIN) -> None:
         """``role``: who may call it. Handlers get ``who`` (the caller's Identity, None on public
         routes), ``body``, ``query`` and the path's {groups}."""
         pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]+)", path) + "$")

@@ -113,7 +113,7 @@ def api():
     def identify(req):
         who = req.getHeader("x-test-who")
         if who == "ops":
-            return Identity(Role.OPS)
+            return Identity(Role.ADMIN)
         return Identity(Role.AGENT, who) if who else None
 
     api = JsonApi(allowed_hosts={"127.0.0.1:8080"}, identify=identify)
@@ -121,7 +121,7 @@ def api():
     api.add("GET", "/api/agents", lambda **_: ["everyone"])  # ops by default
     api.add("GET", "/api/desktop", lambda who, **_: {"me": who.agent_id}, role=Role.AGENT)
     api.add("GET", "/api/calls/{call_id}/pop", lambda who, call_id, **_: {"by": who.role.value, "call": call_id},
-            role=(Role.AGENT, Role.OPS))
+            role=(Role.AGENT, Role.ADMIN))
     api.add("POST", "/api/desktop/login", lambda body, **_: Reply({"hi": body["agent_id"]},
                                                                   {"set-cookie": "cc_session=t; HttpOnly"}),
             role=Role.PUBLIC)
@@ -145,7 +145,7 @@ def test_every_route_serves_only_its_roles(api, who, path, status):
 
 def test_handlers_are_told_who_called(api):
     assert call(api, request("/api/desktop", headers={"x-test-who": "1004"}))[1] == {"me": "1004"}
-    assert call(api, request("/api/calls/c9/pop", headers={"x-test-who": "ops"}))[1] == {"by": "ops", "call": "c9"}
+    assert call(api, request("/api/calls/c9/pop", headers={"x-test-who": "ops"}))[1] == {"by": "admin", "call": "c9"}
 
 
 def test_a_reply_sets_its_headers(api):
