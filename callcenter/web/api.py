@@ -10,8 +10,9 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from twisted.web import resource, server
+from twisted.web import resource, server, static
 from twisted.web.util import Redirect
 
 from callcenter.web.auth import Identity, Role
@@ -41,6 +42,16 @@ class Reply:
 
     body: object
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FileReply:
+    """A file as the answer (a recording): streamed by Twisted's static.File, which honours HTTP
+    Range requests (206 Partial Content), so a browser's audio element can seek in it."""
+
+    path: Path
+    content_type: str
+    download_name: str | None = None  # set: sent as an attachment under this name (export)
 
 
 # Who a request comes from (None: nobody we know); see callcenter.web.auth.
@@ -75,6 +86,8 @@ class JsonApi(resource.Resource):
             result = self._dispatch(method, path, request)
         except Exception as exc:
             return self._encode(request, *self._failure(exc, method, path))
+        if isinstance(result, FileReply):
+            return self._serve_file(request, result)
         if not inspect.isawaitable(result):
             return self._encode(request, 200, result)
         # Slow handlers (database reads) are coroutines that run off the loop's critical path;
@@ -88,8 +101,24 @@ class JsonApi(resource.Resource):
             return
         exc = future.exception()
         status, result = self._failure(exc, method, path) if exc else (200, future.result())
-        request.write(self._encode(request, status, result))
+        if isinstance(result, FileReply):
+            body = self._serve_file(request, result)
+            if body is server.NOT_DONE_YET:
+                return  # the file's producer writes it and finishes the request
+        else:
+            body = self._encode(request, status, result)
+        request.write(body)
         request.finish()
+
+    @staticmethod
+    def _serve_file(request: server.Request, reply: FileReply) -> bytes | int:
+        if not reply.path.is_file():
+            request.setResponseCode(404)
+            return json.dumps({"error": f"file {reply.path.name} is not on disk"}).encode() + b"\n"
+        if reply.download_name:
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", reply.download_name)
+            request.setHeader(b"content-disposition", f'attachment; filename="{safe}"'.encode())
+        return static.File(str(reply.path), defaultType=reply.content_type).render(request)
 
     @staticmethod
     def _failure(exc: BaseException, method: str, path: str) -> tuple[int, dict]:
