@@ -66,6 +66,7 @@ class _Agent(_Strict):
     skills: dict[str, Any] = {}
     wrapup_seconds: Annotated[Number, Field(ge=0, le=3600)] | None = None
     weight: Annotated[Number, Field(gt=0, le=1000)] = 1
+    team: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,31}$")] | None = None
 
 
 class _RoutingDocument(_Strict):
@@ -84,6 +85,7 @@ class AgentProfile:
     skills: Mapping[str, int]
     wrapup_seconds: float | None = None
     weight: float = 1.0
+    team: str | None = None  # QA scores and the wallboard group agents by it
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,8 @@ def _build(doc: _RoutingDocument, problem) -> tuple[dict[str, Any], list[Routing
                 problems.append(problem((*here, "skills", skill), unknown_skill_reason(skill, known), at_key=True))
         agents[agent_id] = AgentProfile(
             frozenset(raw_agent.queues), skills,
-            None if raw_agent.wrapup_seconds is None else float(raw_agent.wrapup_seconds), float(raw_agent.weight))
+            None if raw_agent.wrapup_seconds is None else float(raw_agent.wrapup_seconds), float(raw_agent.weight),
+            raw_agent.team)
     plan = {
         "queues": tuple(queues), "agents": agents, "known_skills": known,
         "priority_aging_seconds": float(doc.priority_aging_seconds), "max_no_answers": doc.max_no_answers,

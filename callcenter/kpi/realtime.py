@@ -13,7 +13,7 @@ as an inbound leg.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -90,9 +90,13 @@ class _Tally:
 
 class RealtimeKpis:
     def __init__(self, *, tz: str = "UTC", sl_seconds: float = DEFAULT_SL_SECONDS,
-                 short_abandon_seconds: float = DEFAULT_SHORT_ABANDON_SECONDS) -> None:
+                 short_abandon_seconds: float = DEFAULT_SHORT_ABANDON_SECONDS,
+                 queue_sl_seconds: Callable[[str], float | None] = lambda queue: None) -> None:
         self.tz = ZoneInfo(tz)
         self.sl_seconds = sl_seconds
+        # a queue's own service-level threshold (routing.yaml), read when a call resolves, so a
+        # reloaded routing file counts from then on; None: the global sl_seconds
+        self.queue_sl_seconds = queue_sl_seconds
         self.short_abandon_seconds = short_abandon_seconds
         self._first_queued: dict[str, tuple[str, float]] = {}  # unresolved call -> (queue, first queued)
         self._waiting: set[str] = set()  # the subset the running engine knows
@@ -151,7 +155,8 @@ class RealtimeKpis:
             return  # in no figure of today's: not offered, not answered, not abandoned
         day = interval_start(queued_at, "day", self.tz)
         tally = self._tallies.setdefault((day, queue), _Tally())
-        within = wait <= self.sl_seconds
+        threshold = self.queue_sl_seconds(queue)
+        within = wait <= (self.sl_seconds if threshold is None else threshold)
         if outcome == ANSWERED:
             tally.answered += 1
             tally.answered_within += within
