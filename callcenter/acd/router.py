@@ -581,6 +581,40 @@ class Router:
             self._stats[call.queue].abandoned(now - call.queue_entered_at)
         return self._leave(call_id, now, Event("abandoned", call_id, None, None, {}))
 
+    def move_call(self, call_id: str, queue: str, now: float, *, by: str | None = None) -> list[Effect]:
+        """A supervisor sends a waiting call to another queue: it keeps its enqueue time and takes
+        the target queue's steps and max wait from now (``moved`` event, with ``by``). Only a
+        waiting call moves: one ringing an agent or connected is refused (RoutingError)."""
+        call = self._waiting_call(call_id)
+        if queue not in self._configs:
+            raise RoutingError(f"unknown queue {queue!r} (known: {', '.join(self._configs)})")
+        if queue == call.queue:
+            raise RoutingError(f"call {call_id} is already in queue {queue}")
+        self._remove_waiting(call)
+        return self._move(call, queue, now, "moved", by=by)
+
+    def set_priority(self, call_id: str, priority: int, now: float, *, by: str | None = None) -> list[Effect]:
+        """A supervisor changes a waiting call's priority; it takes its new place at once."""
+        call = self._waiting_call(call_id)
+        if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
+            raise RoutingError(f"priority must be a whole number from -1000 to 1000, got {priority!r}")
+        before = call.priority
+        self._remove_waiting(call)
+        call.priority = priority
+        call.order_key = self.call_key(call)
+        self._add_waiting(call)
+        changed = Event("priority_changed", call.call_id, call.queue, None,
+                        {"from": before, "to": priority, "by": by})
+        return [changed, *self._settle(now, arriving=call, trigger="priority_changed")]
+
+    def _waiting_call(self, call_id: str) -> Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise RoutingError(f"no call {call_id} in the ACD")
+        if call.state is not CallState.WAITING:
+            raise RoutingError(f"call {call_id} is {call.state.value}, not waiting: only a waiting call can be changed")
+        return call
+
     def exit(self, call_id: str, reason: str, now: float) -> list[Effect]:
         """The call left the queue without reaching an agent and without hanging up (e.g. it was
         sent to the fallback route): like an abandon, but logged as ``exited`` with ``reason``.
@@ -651,24 +685,29 @@ class Router:
         self._remove_waiting(call)
         if limit.action is MaxWaitAction.OVERFLOW:
             assert limit.target is not None
-            source = call.queue
-            self._stats[source].missed()  # not answered there in time
-            call.queue = limit.target
-            call.queue_entered_at = now
-            # the call's own steps and max wait were for the first queue
-            call.steps = self._configs[call.queue].steps
-            call.steps_overridden = False
-            call.max_wait_override = None
-            call.order_key = self.call_key(call)
-            self._join_waiting(call, now)
-            moved = Event("overflowed", call.call_id, call.queue, None,
-                          {"from": source, "to": call.queue, "wait": now - call.enqueued_at})
-            return [moved, *self._call_timers(call, now), *self._settle(now, arriving=call, trigger="overflowed")]
+            self._stats[call.queue].missed()  # not answered there in time
+            return self._move(call, limit.target, now, "overflowed")
         del self._calls[call.call_id]
         self._stats[call.queue].abandoned(now - call.queue_entered_at)  # not served in time
         exited = Event("exited", call.call_id, call.queue, None,
                        {"reason": f"max_wait:{limit.action.value}", "wait": now - call.enqueued_at, "stage": "waiting"})
         return [exited, Divert(call.call_id, call.queue, limit.action.value, dict(call.attrs))]
+
+    def _move(self, call: Call, target: str, now: float, kind: str, **data: Any) -> list[Effect]:
+        """A call (already out of its waiting group) joins ``target``'s line, keeping its
+        enqueue time: the wait so far still counts for its place and for aging."""
+        source = call.queue
+        call.queue = target
+        call.queue_entered_at = now
+        # the call's own steps and max wait were for the first queue
+        call.steps = self._configs[target].steps
+        call.steps_overridden = False
+        call.max_wait_override = None
+        call.order_key = self.call_key(call)
+        self._join_waiting(call, now)
+        moved = Event(kind, call.call_id, target, None,
+                      {"from": source, "to": target, "wait": now - call.enqueued_at, **data})
+        return [moved, *self._call_timers(call, now), *self._settle(now, arriving=call, trigger=kind)]
 
     def _call_timers(self, call: Call, now: float) -> list[Effect]:
         timers: list[Effect] = []
