@@ -115,7 +115,7 @@ def up(ctx: click.Context, demo: bool, exit_after_demo: bool) -> None:
         engine = Engine(settings)
         await engine.start()
         from callcenter.crm.store import CrmStore
-        from callcenter.demo import seed_demo_customers, seed_demo_passwords
+        from callcenter.demo import seed_demo_customers, seed_demo_passwords, seed_demo_staff
 
         seeded = await asyncio.to_thread(seed_demo_customers, CrmStore(engine.db, region=settings.crm_region))
         if seeded:
@@ -123,6 +123,9 @@ def up(ctx: click.Context, demo: bool, exit_after_demo: bool) -> None:
         passwords = await asyncio.to_thread(seed_demo_passwords, engine.credentials, list(settings.agents))
         if passwords:
             click.echo(f"demo desktop passwords (demo-<agent id>) set for agents {', '.join(passwords)}")
+        staff = await asyncio.to_thread(seed_demo_staff, engine.staff_users)
+        if staff:
+            click.echo(f"demo staff users (password demo-<user name>): {', '.join(staff)}")
         click.echo(_banner(settings, instance))
         code = 0
         if demo:
@@ -155,6 +158,9 @@ def _banner(settings: Settings, instance) -> str:
         f"  agents    agent1001..agent1010 ring at: {', '.join(list(settings.agents.values())[:2])}, ...",
         f"  desktop   http://{settings.web_host}:{settings.web_port}/desktop/  (agent 1001, password demo-1001"
         " unless changed with `callcenter agent password`)",
+        f"  wallboard http://{settings.web_host}:{settings.web_port}/wallboard/  (user supervisor, password"
+        " demo-supervisor; its phone rings at " + settings.supervisor_phones.get("supervisor", "-") + ")",
+        f"  QA        http://{settings.web_host}:{settings.web_port}/qa/  (user qa, password demo-qa)",
         f"  web API   http://{settings.web_host}:{settings.web_port}/api/queues  (/agents, /events, /health;"
         f" send the token in {settings.data_dir / 'api-token'} as 'Authorization: Bearer ...')",
         f"  database  {settings.db_url}",
@@ -262,6 +268,7 @@ def _register_capability_commands() -> None:
     from callcenter.ivr.cli import flows
     from callcenter.kpi.cli import staffing
     from callcenter.kpi.report_cli import report
+    from callcenter.web.staff_cli import user
 
     main.add_command(flows)
     main.add_command(routing)
@@ -270,6 +277,7 @@ def _register_capability_commands() -> None:
     main.add_command(crm)
     main.add_command(campaign)
     main.add_command(dnc)
+    main.add_command(user)
 
 
 _register_capability_commands()

@@ -16,11 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from callcenter.asterisk.provision import DEFAULT_ROOT
 from callcenter.callback.model import CallbackPolicy
+from callcenter.supervisor.wallboard import WallboardSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 AGENT_ID = re.compile(r"^[0-9]{3,6}$")
 QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
+SIP_CONTACT = re.compile(r"^sips?:[A-Za-z0-9_.+-]+@[A-Za-z0-9_.-]+(:[0-9]{1,5})?$")
 CODE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 DEFAULT_DISPOSITIONS = ("resolved", "follow_up", "escalated", "transferred", "sales_lead", "complaint",
                         "wrong_number")
@@ -32,6 +34,11 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 class ConfigError(ValueError):
     """A settings file could not be loaded; the message names the file and the field."""
+
+
+def default_supervisor_phones() -> dict[str, str]:
+    # the demo's staff user "supervisor" listens on a phone at 127.0.0.1:5120
+    return {"supervisor": "sip:supervisor@127.0.0.1:5120"}
 
 
 def default_agent_contacts() -> dict[str, str]:
@@ -68,6 +75,9 @@ class Settings(BaseModel):
     web_port: Port = 8080
 
     agents: dict[str, str] = Field(default_factory=default_agent_contacts)
+    supervisor_phones: dict[str, str] = Field(
+        default_factory=default_supervisor_phones,
+        description="staff user name -> the SIP phone their listen / whisper / barge calls ring")
     # where transfer nodes' numbers are sent (the trunk's outbound contact; see dialplan cc-outbound)
     trunk_contact: str = Field("sip:127.0.0.1:5070", pattern=r"^sips?:([A-Za-z0-9_.+-]+@)?[A-Za-z0-9_.-]+(:[0-9]{1,5})?$")
     transfer_ring_seconds: Annotated[int, Field(ge=5, le=300)] = 30
@@ -101,6 +111,11 @@ class Settings(BaseModel):
     pop_webhook_secret: str | None = Field(None, min_length=16, description="signs webhook bodies (HMAC-SHA256)")
     pop_webhook_timeout: Seconds = 2.0
 
+    # the supervisor's wallboard (colour thresholds, push interval)
+    wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
+    redis_url: str | None = Field(None, pattern=r"^rediss?://[^\s]+$",
+                                  description="shared live state (several engines); /api/health reports it")
+
     # reports and live figures (docs/kpi.md)
     time_zone: str = Field("UTC", description="IANA zone of report intervals and of 'today' in live figures")
     sl_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(20.0, description="service-level threshold Y")
@@ -114,9 +129,19 @@ class Settings(BaseModel):
         for agent_id, contact in agents.items():
             if not AGENT_ID.match(agent_id):
                 raise ValueError(f"agent id {agent_id!r} must be 3 to 6 digits")
-            if not re.match(r"^sips?:[A-Za-z0-9_.+-]+@[A-Za-z0-9_.-]+(:[0-9]{1,5})?$", contact):
+            if not SIP_CONTACT.match(contact):
                 raise ValueError(f"agent {agent_id}: contact {contact!r} is not a sip:user@host[:port] URI")
         return agents
+
+    @field_validator("supervisor_phones")
+    @classmethod
+    def _supervisor_phones(cls, phones: dict[str, str]) -> dict[str, str]:
+        for username, contact in phones.items():
+            if not re.match(r"^[a-z][a-z0-9_-]{1,31}$", username):
+                raise ValueError(f"user name {username!r}: 2-32 characters, a-z first, then a-z 0-9 _ -")
+            if not SIP_CONTACT.match(contact):
+                raise ValueError(f"supervisor {username}: contact {contact!r} is not a sip:user@host[:port] URI")
+        return phones
 
     @field_validator("time_zone")
     @classmethod

@@ -48,7 +48,12 @@ from callcenter.kpi.web import KpiApi
 from callcenter.runtime import BackgroundTasks
 from callcenter.storage import make_engine
 from callcenter.web.api import ApiError, ApiRoot, JsonApi
-from callcenter.web.auth import Credentials, Role, Sessions, api_token
+from callcenter.audit import AuditLog
+from callcenter.supervisor.service import SupervisorService
+from callcenter.supervisor.wallboard import build_board
+from callcenter.supervisor.web import SupervisorApi
+from callcenter.web.auth import FLOOR, Credentials, Role, Sessions, StaffUsers, api_token
+from callcenter.web.staff import StaffApi, WebIdentities
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,8 @@ AGENT_VERBS = ("login", "logout", "pause", "unpause")
 ANNOUNCE_TICK_SECONDS = 1.0
 # Who handled recently ended calls, for the post-call survey that may follow (bounded).
 HANDLED_KEPT = 10_000
+# event kinds counted since the engine started, for /metrics (Prometheus counters)
+COUNTED_KINDS = {"offered": "offers", "ring_no_answer": "rona", "answered": "answered", "abandoned": "abandoned"}
 
 
 class UnknownAgent(LookupError):
@@ -121,13 +128,27 @@ class Engine:
                    if settings.pop_webhook_url else None)
         self.desktop = DesktopService(self.router, self.events, self.db, dispositions=settings.dispositions,
                                       pause_reasons=settings.pause_reasons, webhook=webhook,
-                                      held=lambda call_id: call_id in self.calls.held)
+                                      held=lambda call_id: call_id in self.calls.held,
+                                      recording_paused=lambda call_id: call_id in self.calls.recording_paused)
         self.acd.observers.append(self.desktop.on_effect)
         self.calls.on_change = self.desktop.refresh
         self._desk_api = DesktopApi(known_agents=lambda: set(self.settings.agents), credentials=self.credentials,
                                     sessions=self.sessions, api_token=self.api_token, desktop=self.desktop,
                                     calls=self.calls, control_agent=self.control_agent)
-        self.kpis = KpiApi(self.db, settings)
+        self.kpis = KpiApi(self.db, settings, queue_sl_seconds=self._queue_sl_seconds)
+        # supervisors, QA and admins; the audit log of what they do
+        self.identities = WebIdentities(self.api_token, self.sessions)
+        self.staff_users = StaffUsers(self.db)
+        self.audit = AuditLog(self.db)
+        self.supervision = SupervisorService(
+            router=self.router, acd=self.acd, ami=self.ami, events=self.events, audit=self.audit,
+            control_agent=self.control_agent, phones=lambda: self.settings.supervisor_phones,
+            known_skills=lambda: self.routing.known_skills, pause_reasons=settings.pause_reasons)
+        self._supervisor_api = SupervisorApi(self.supervision, board=self.board, staff=self.identities.staff,
+                                             settings=settings.wallboard, audit=self.audit)
+        self.acd.observers.append(self._supervisor_api.floor_changed)
+        self.counters = dict.fromkeys(COUNTED_KINDS.values(), 0)
+        self.events.listeners.append(self._count)
         create_callback_tables(self.db)
         create_campaign_tables(self.db)
         self.callbacks = CallbackService(self.router, self.acd, self.ami, self.events, CallbackStore(self.db),
@@ -143,6 +164,7 @@ class Engine:
         self._handled: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
         self._dialer_task: asyncio.Task | None = None
         self._announce_task: asyncio.Task | None = None
+        self._wallboard_task: asyncio.Task | None = None
         self.crm: CustomerDirectory | None = None  # once the CRM tables are migrated (start)
         self._web_port = None
 
@@ -170,12 +192,14 @@ class Engine:
         if restored:
             log.info("%d callback(s) back in line", restored)
         self._dialer_task = loop.create_task(self.dialer.run(), name="campaign dialer")
+        self._wallboard_task = loop.create_task(self._supervisor_api.run(), name="wallboard")
         log.info("engine up: AGI %s:%d, web http://%s:%d/api", self.settings.agi_host, self.settings.agi_port,
                  self.settings.web_host, self.settings.web_port)
 
     async def stop(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        for task in (self._heartbeat_task, self._flows_task, self._announce_task, self._dialer_task):
+        for task in (self._heartbeat_task, self._flows_task, self._announce_task, self._dialer_task,
+                     self._wallboard_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -185,6 +209,8 @@ class Engine:
             if stopped is not None:  # a Twisted Deferred: bridge it into asyncio
                 await stopped.asFuture(asyncio.get_running_loop())
         self._desk_api.close()
+        self._supervisor_api.close()
+        await self.supervision.close()
         await self.agi.close()
         await self.calls.close()
         await self.dialer.close()
@@ -260,6 +286,9 @@ class Engine:
                                data={"position": event.get("Position", ""), "minutes": event.get("Minutes", "")})
         elif kind == "CCTransferFailed":
             self.events.record("transfer_failed", call_id=uniqueid, data={"dial_status": event.get("DialStatus", "")})
+        elif kind == "CCSpyStarted":  # variables the engine set itself when it rang the supervisor
+            self.supervision.spy_started(event.get("Agent", ""), event.get("Mode", ""), event.get("Supervisor", ""),
+                                         event.get("CallID", ""))
         elif kind == "CCStaleAnswer":
             self.events.record("stale_answer", call_id=event.get("CallID"), agent_id=event.get("Agent"))
         elif kind == "CCFallback":
@@ -350,6 +379,22 @@ class Engine:
                     self.events.record("survey_answered", call_id=channel.uniqueid, queue=queue, agent_id=agent_id,
                                        data={"question": entry["data"]["question"], "score": entry["data"]["score"],
                                              "flow": flow_name})
+
+    def board(self) -> dict:
+        """The wallboard as it is now."""
+        now = time.time()
+        teams = {agent_id: profile.team for agent_id, profile in self.routing.agents.items()}
+        return {**build_board(self.router.queues_snapshot(now), self.router.agents_snapshot(now),
+                              self.kpis.realtime.snapshot(now), self.settings.wallboard, now=now, teams=teams),
+                "pause_reasons": list(self.settings.pause_reasons)}
+
+    def _queue_sl_seconds(self, queue: str) -> float | None:
+        return self.router.queue_config(queue).service_level_seconds if queue in self.routing.queue_names else None
+
+    def _count(self, row: dict) -> None:
+        name = COUNTED_KINDS.get(row["kind"])
+        if name is not None:
+            self.counters[name] += 1
 
     def _note_handled(self, effect) -> None:
         if isinstance(effect, Event) and effect.kind == "ended" and effect.call_id:
@@ -463,15 +508,19 @@ class Engine:
         from twisted.web import server
 
         api = self.build_api()
-        pages = {**self._desk_api.pages(), **self._callback_api.pages()}
+        pages = {**self._desk_api.pages(), **self._callback_api.pages(), **self._supervisor_api.pages()}
+        for name, channel in self._supervisor_api.live_channels().items():
+            pages[b"live"].putChild(name, channel)
         self._web_port = reactor.listenTCP(self.settings.web_port, server.Site(ApiRoot(api, pages)),
                                            interface=self.settings.web_host)
 
     def build_api(self) -> JsonApi:
         port = self.settings.web_port
         api = JsonApi(allowed_hosts={f"{h}:{port}" for h in (self.settings.web_host, "127.0.0.1", "localhost")},
-                      identify=self._desk_api.identify)
+                      identify=self.identities.identify)
         self._desk_api.register(api)
+        StaffApi(self.staff_users, self.sessions).register(api)
+        self._supervisor_api.register(api)
         self.kpis.register(api)
         self._callback_api.register(api)
         CampaignApi(self.campaigns).register(api)
@@ -480,10 +529,10 @@ class Engine:
             "ok": True, "ami_connected": self.ami.connected, "loop_ticks": self.loop_ticks,
             "uptime": round(now() - self.started_at, 1),
             "agi_rejected_connections": self.agi.rejected_connections})
-        api.add("GET", "/api/queues", lambda **_: self.router.queues_snapshot(now()))
-        api.add("GET", "/api/agents", lambda **_: self.router.agents_snapshot(now()))
-        api.add("GET", "/api/events", self._events_endpoint)
-        api.add("GET", "/api/calls/{call_id}/explain", self._explain_endpoint)
+        api.add("GET", "/api/queues", lambda **_: self.router.queues_snapshot(now()), role=FLOOR)
+        api.add("GET", "/api/agents", lambda **_: self.router.agents_snapshot(now()), role=FLOOR)
+        api.add("GET", "/api/events", self._events_endpoint, role=FLOOR)
+        api.add("GET", "/api/calls/{call_id}/explain", self._explain_endpoint, role=FLOOR)
         api.add("GET", "/api/flows", lambda **_: self.flows.status())
 
         async def flows_reload(**_):

@@ -1,5 +1,6 @@
 """What an agent does to the call they are on, from the desktop: hold, resume, blind transfer
-(to a queue, or to one agent through the router's skills routing), and ending wrap-up early.
+(to a queue, or to one agent through the router's skills routing), pausing the recording while a
+card number is taken (PCI), and ending wrap-up early.
 
 A thin shell like ``AcdShell``: it checks the request against the router's view of the agent and
 the call, moves the channels with AMI Redirects into the dialplan's call-control contexts
@@ -51,6 +52,9 @@ class CallControl:
         self.keep_terms = keep_terms
         self.clock = clock
         self.held: dict[str, Held] = {}  # call id -> its hold
+        # call id -> (agent leg, since): recordings muted for card capture (PCI DSS: card data
+        # must never be stored, so the span is silence in the file)
+        self.recording_paused: dict[str, tuple[str, float]] = {}
         self.on_change: Callable[[str], None] = lambda agent_id: None  # a call of this agent's changed
         self._tasks = BackgroundTasks()
 
@@ -116,6 +120,31 @@ class CallControl:
         await self._move(caller, "cc-hold", also=(leg, "cc-agent-transferred"))
         return {"call_id": call.call_id, "queue": target_queue, "agent": to_agent}
 
+    async def pause_recording(self, agent_id: str, paused: bool) -> dict:
+        """Mute (``paused``) or unmute the call's recording: MixMonitor on the agent's leg writes
+        silence meanwhile, so the file keeps its length and the span stays where it was."""
+        call, leg = self._current(agent_id)
+        if paused == (call.call_id in self.recording_paused):
+            raise CallControlError("the recording is already paused" if paused else "the recording is not paused")
+        try:
+            await self.ami.action("MixMonitorMute", Channel=leg, Direction="both", State=1 if paused else 0)
+        except (AmiError, TimeoutError, ConnectionError) as exc:
+            raise CallControlError(f"Asterisk refused: {exc}") from None
+        now = self.clock()
+        if paused:
+            self.recording_paused[call.call_id] = (leg, now)
+            self.shell.events.record("recording_paused", call_id=call.call_id, queue=call.queue, agent_id=agent_id)
+        else:
+            self._recording_resumed(call.call_id, agent_id, "resumed")
+        self.on_change(agent_id)
+        return {"call_id": call.call_id, "recording_paused": paused}
+
+    def _recording_resumed(self, call_id: str, agent_id: str | None, how: str) -> None:
+        paused = self.recording_paused.pop(call_id, None)
+        if paused is not None:
+            self.shell.events.record("recording_resumed", call_id=call_id, agent_id=agent_id,
+                                     data={"seconds": round(self.clock() - paused[1], 3), "how": how})
+
     def end_wrapup(self, agent_id: str) -> dict:
         agent = self.router.agent(agent_id)
         if agent is None or agent.state is not AgentState.WRAP_UP:
@@ -126,6 +155,9 @@ class CallControl:
     def channel_gone(self, uniqueid: str) -> None:
         """A channel hung up. If one side of a held call went, the other is hung up too (nobody
         else would ever end it: the caller hears music, the agent silence)."""
+        for call_id, (leg, _) in list(self.recording_paused.items()):
+            if uniqueid in (call_id, leg):  # the recording ended paused
+                self._recording_resumed(call_id, None, "hangup")
         for call_id, held in list(self.held.items()):
             if uniqueid in (call_id, held.leg):
                 other = held.leg if uniqueid == call_id else held.caller_channel

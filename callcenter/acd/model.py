@@ -128,6 +128,7 @@ class Agent:
     day: int | None = None
     calls_today: int = 0
     talk_today: float = 0.0
+    wrapup_today: float = 0.0  # after-call work, for the wallboard's handling time
 
 
 @dataclass(eq=False, slots=True)

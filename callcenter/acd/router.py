@@ -348,6 +348,7 @@ class Router:
             "calls_answered": agent.calls_answered,
             "calls_today": agent.calls_today,
             "talk_today": agent.talk_today,
+            "wrapup_today": agent.wrapup_today,
         }
 
     def _queue_view(self, name: str, now: float) -> dict[str, Any]:
@@ -1089,6 +1090,8 @@ class Router:
         was_available = agent.state is AgentState.AVAILABLE
         if was_available:
             self._pool_remove(agent)
+        if agent.state is AgentState.WRAP_UP:
+            agent.wrapup_today += now - agent.state_since
         self._count_staffed(agent, -1)
         agent.state = state
         agent.state_since = now
@@ -1142,7 +1145,7 @@ class Router:
     def _roll_day(self, agent: Agent, now: float) -> None:
         day = self._day_of(now)
         if agent.day != day:
-            agent.day, agent.calls_today, agent.talk_today = day, 0, 0.0
+            agent.day, agent.calls_today, agent.talk_today, agent.wrapup_today = day, 0, 0.0, 0.0
 
     def _join_waiting(self, call: Call, now: float) -> None:
         """Add a call to the waiting groups at the step that applies with the call itself

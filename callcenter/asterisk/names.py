@@ -18,3 +18,8 @@ SAYABLE = {
     "alpha": re.compile(r"^[A-Za-z0-9]{1,32}$"),
     "time": re.compile(r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"),
 }
+
+
+def supervisor_endpoint(username: str) -> str:
+    """The PJSIP endpoint of a supervisor's phone (rendered from settings.supervisor_phones)."""
+    return f"supervisor-{username}"

@@ -19,6 +19,7 @@ from pathlib import Path
 from callcenter.asterisk.provision import AsteriskRoot, ProvisionError
 from callcenter.acd.config import load_routing
 from callcenter.config import Settings
+from callcenter.asterisk.names import supervisor_endpoint
 
 log = logging.getLogger(__name__)
 # Queue voicemail boxes are read from their files, never through VoiceMailMain (no dialplan
@@ -93,13 +94,11 @@ class AsteriskInstance:
         ]))
 
     def _agents_conf(self) -> str:
-        parts = []
-        for agent_id, contact in sorted(self.settings.agents.items()):
-            parts.append(
-                f"[agent{agent_id}](agent-endpoint)\naors = agent{agent_id}\n\n"
-                f"[agent{agent_id}]\ntype = aor\ncontact = {contact}\nmax_contacts = 1\n"
-            )
-        return "\n".join(parts)
+        """Agents' phones, and supervisors' (which only ever receive listen / whisper / barge calls)."""
+        phones = [(f"agent{agent_id}", contact) for agent_id, contact in sorted(self.settings.agents.items())]
+        phones += [(supervisor_endpoint(user), contact) for user, contact in sorted(self.settings.supervisor_phones.items())]
+        return "\n".join(f"[{name}](agent-endpoint)\naors = {name}\n\n"
+                         f"[{name}]\ntype = aor\ncontact = {contact}\nmax_contacts = 1\n" for name, contact in phones)
 
     def _write(self, name: str, body: str) -> None:
         (self.etc_dir / name).write_text("; rendered by callcenter from its settings; do not edit\n" + body)

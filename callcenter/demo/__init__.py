@@ -121,3 +121,16 @@ def seed_demo_passwords(credentials, agent_ids) -> list[str]:
     for agent_id in seeded:
         credentials.set_password(agent_id, demo_password(agent_id))
     return seeded
+
+
+DEMO_STAFF = (("supervisor", "supervisor"), ("qa", "qa"), ("admin", "admin"))
+
+
+def seed_demo_staff(users) -> list[str]:
+    """On a database without staff users, add the demo's (``supervisor``, ``qa``, ``admin``, each
+    with the password ``demo-<name>``); which were added. Only ``callcenter up`` does this."""
+    if users.list():
+        return []
+    for username, role in DEMO_STAFF:
+        users.add(username, role, demo_password(username))
+    return [username for username, _ in DEMO_STAFF]

@@ -66,7 +66,8 @@ Publish = Callable[[str, str, object], object]
 class DesktopService:
     def __init__(self, router: Router, events: EventLog, db: Engine, *, dispositions: Sequence[str],
                  pause_reasons: Sequence[str], webhook: PopWebhook | None = None,
-                 held: Callable[[str], bool] = lambda call_id: False, clock=time.time):
+                 held: Callable[[str], bool] = lambda call_id: False,
+                 recording_paused: Callable[[str], bool] = lambda call_id: False, clock=time.time):
         self.router = router
         self.events = events
         self.db = db
@@ -74,6 +75,7 @@ class DesktopService:
         self.pause_reasons = tuple(pause_reasons)
         self.webhook = webhook
         self.held = held
+        self.recording_paused = recording_paused
         self.clock = clock
         self.crm: CustomerDirectory | None = None  # once the CRM tables exist (engine start)
         self.publish: Publish = lambda agent_id, event, data: None
@@ -167,6 +169,7 @@ class DesktopService:
         call = None
         if desk.call is not None:
             call = {"call_id": desk.call.call_id, "stage": desk.stage, "held": self.held(desk.call.call_id),
+                    "recording_paused": self.recording_paused(desk.call.call_id),
                     "pop": desk.pop, "outcome": desk.outcome}
         state = agent["state"] if agent else AgentState.LOGGED_OUT.value
         return {

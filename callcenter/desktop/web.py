@@ -19,7 +19,7 @@ from callcenter.acd.model import AgentState, RoutingError
 from callcenter.desktop.service import DesktopError, DesktopService, NotYourCall
 from callcenter.web.api import ApiError, JsonApi, Reply
 from callcenter.web.auth import (SESSION_COOKIE, Credentials, Identity, LoginThrottle, Role, Sessions,
-                                 bearer_matches)
+                                 bearer_matches, session_cookie)
 from callcenter.web.live import LiveChannel
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -28,8 +28,7 @@ ControlAgent = Callable[..., None]
 
 
 def _cookie(token: str, max_age: int | None = None) -> str:
-    age = "" if max_age is None else f"; Max-Age={max_age}"
-    return f"{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{age}"
+    return session_cookie(SESSION_COOKIE, token, max_age)
 
 
 class DesktopApi:
@@ -80,6 +79,10 @@ class DesktopApi:
         api.add("POST", "/api/desktop/hold", lambda who, **_: self._call_action(self.calls.hold(who.agent_id)), role=agent)
         api.add("POST", "/api/desktop/resume", lambda who, **_: self._call_action(self.calls.resume(who.agent_id)),
                 role=agent)
+        api.add("POST", "/api/desktop/recording/pause",
+                lambda who, **_: self._call_action(self.calls.pause_recording(who.agent_id, True)), role=agent)
+        api.add("POST", "/api/desktop/recording/resume",
+                lambda who, **_: self._call_action(self.calls.pause_recording(who.agent_id, False)), role=agent)
         api.add("POST", "/api/desktop/transfer", self._transfer, role=agent)
         api.add("POST", "/api/desktop/wrapup/end", self._end_wrapup, role=agent)
         api.add("POST", "/api/desktop/calls/{call_id}/outcome", self._outcome, role=agent)

@@ -155,8 +155,7 @@ class RealtimeKpis:
             return  # in no figure of today's: not offered, not answered, not abandoned
         day = interval_start(queued_at, "day", self.tz)
         tally = self._tallies.setdefault((day, queue), _Tally())
-        threshold = self.queue_sl_seconds(queue)
-        within = wait <= (self.sl_seconds if threshold is None else threshold)
+        within = wait <= self._threshold(queue)
         if outcome == ANSWERED:
             tally.answered += 1
             tally.answered_within += within
@@ -176,15 +175,19 @@ class RealtimeKpis:
             waits = [now - at for call_id, (q, at) in self._first_queued.items()
                      if q == queue and call_id in self._waiting]
             queues.append(QueueNow(queue, len(waits), max(waits, default=None),
-                                   self._today(self._tallies.get((day, queue), _Tally()))))
+                                   self._today(self._tallies.get((day, queue), _Tally()), queue)))
         return RealtimeSnapshot(now, _day_label(day, self.tz), tuple(queues), _by_state(self._agents))
 
-    def _today(self, t: _Tally) -> QueueToday:
+    def _threshold(self, queue: str) -> float:
+        own = self.queue_sl_seconds(queue)
+        return self.sl_seconds if own is None else own
+
+    def _today(self, t: _Tally, queue: str) -> QueueToday:
         offered = t.answered + t.abandoned + t.exited
         return QueueToday(
             offered=offered, answered=t.answered, abandoned=t.abandoned, short_abandoned=t.short_abandoned,
             exited=t.exited,
-            service_level=service_level(self.sl_seconds, t.answered_within, t.abandoned_within, offered, t.answered),
+            service_level=service_level(self._threshold(queue), t.answered_within, t.abandoned_within, offered, t.answered),
             abandon_rate=ratio(t.abandoned, offered),
             asa=mean(t.answered_waits),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -21,14 +22,15 @@ from callcenter.kpi import reports
 from callcenter.kpi.definitions import interval_start
 from callcenter.kpi.realtime import RealtimeKpis
 from callcenter.web.api import ApiError, JsonApi
-from callcenter.web.auth import Role
+from callcenter.web.auth import FLOOR
 
 # Waiting callers seeded at start may have queued before midnight: read back this far.
 SEED_LOOKBACK_SECONDS = 86400.0
 
 
 class KpiApi:
-    def __init__(self, db: Engine, settings: Settings, *, clock=time.time):
+    def __init__(self, db: Engine, settings: Settings, *, clock=time.time,
+                 queue_sl_seconds: Callable[[str], float | None] = lambda queue: None):
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -37,7 +39,8 @@ class KpiApi:
                                          short_abandon_seconds=settings.short_abandon_seconds,
                                          fcr_days=settings.fcr_days)
         self.realtime = RealtimeKpis(tz=settings.time_zone, sl_seconds=settings.sl_seconds,
-                                     short_abandon_seconds=settings.short_abandon_seconds)
+                                     short_abandon_seconds=settings.short_abandon_seconds,
+                                     queue_sl_seconds=queue_sl_seconds)
 
     def seed(self) -> int:
         """Feed today's events (and the day before, for callers still waiting) to the live
@@ -49,10 +52,10 @@ class KpiApi:
         return len(rows)
 
     def register(self, api: JsonApi) -> None:
-        api.add("GET", "/api/realtime", self._realtime, role=Role.ADMIN)
-        api.add("GET", "/api/reports/kpis", self._kpis, role=Role.ADMIN)
-        api.add("GET", "/api/reports/forecast", self._forecast, role=Role.ADMIN)
-        api.add("GET", "/api/reports/queue-log", self._queue_log, role=Role.ADMIN)
+        api.add("GET", "/api/realtime", self._realtime, role=FLOOR)
+        api.add("GET", "/api/reports/kpis", self._kpis, role=FLOOR)
+        api.add("GET", "/api/reports/forecast", self._forecast, role=FLOOR)
+        api.add("GET", "/api/reports/queue-log", self._queue_log, role=FLOOR)
 
     def _realtime(self, **_: Any) -> dict:
         snapshot = self.realtime.snapshot(self.clock())

@@ -54,8 +54,9 @@ class FileReply:
     download_name: str | None = None  # set: sent as an attachment under this name (export)
 
 
-# Who a request comes from (None: nobody we know); see callcenter.web.auth.
-Identify = Callable[[server.Request], Identity | None]
+# Who a request comes from (None: nobody we know; a list: several sessions, the first fitting a
+# route's roles acts); see callcenter.web.auth.
+Identify = Callable[[server.Request], Identity | list[Identity] | None]
 
 
 class JsonApi(resource.Resource):
@@ -171,14 +172,18 @@ class JsonApi(resource.Resource):
         raise ApiError(404, f"no such endpoint: {path}")
 
     def _authorize(self, route: Route, request: server.Request) -> Identity | None:
+        # a browser may hold an agent's and a staff member's session at once: the route's roles
+        # pick which of them is asking
+        found = self.identify(request)
+        identities = found if isinstance(found, list) else [found] if found is not None else []
         if Role.PUBLIC in route.roles:
-            return self.identify(request)
-        who = self.identify(request)
-        if who is None:
-            raise ApiError(401, "log in first (agents), or send the API token as 'Authorization: Bearer ...'")
-        if who.role not in route.roles:
-            raise ApiError(403, f"{who.describe()} may not call this endpoint")
-        return who
+            return identities[0] if identities else None
+        if not identities:
+            raise ApiError(401, "log in first (agents, staff), or send the API token as 'Authorization: Bearer ...'")
+        for who in identities:
+            if who.role in route.roles:
+                return who
+        raise ApiError(403, f"{identities[0].describe()} may not call this endpoint")
 
 
 class ApiRoot(resource.Resource):

@@ -67,7 +67,6 @@ class Role(str, enum.Enum):
 STAFF_ROLES = (Role.SUPERVISOR, Role.QA, Role.ADMIN)
 # who may see the floor live (wallboard, queues, agents); most routes name one of these tuples
 FLOOR = (Role.SUPERVISOR, Role.ADMIN)
-STAFF = STAFF_ROLES
 
 
 @dataclass(frozen=True)
@@ -247,6 +246,12 @@ class Sessions:
     def close_user(self, username: str) -> None:
         for token in [t for t, s in self._by_token.items() if s.who.username == username]:
             del self._by_token[token]
+
+
+def session_cookie(name: str, token: str, max_age: int | None = None) -> str:
+    """A session cookie scripts cannot read and other sites' requests do not carry."""
+    age = "" if max_age is None else f"; Max-Age={max_age}"
+    return f"{name}={token}; HttpOnly; SameSite=Strict; Path=/{age}"
 
 
 def read_api_token(data_dir: Path) -> str | None:

@@ -572,12 +572,12 @@ def test_snapshots_report_plain_data(router):
         {
             "agent_id": "1001", "state": "paused", "since": 2, "seconds_in_state": 8, "idle_since": 1,
             "reason": "lunch", "queues": ["sales"], "skills": {}, "call_id": None, "calls_answered": 0,
-            "calls_today": 0, "talk_today": 0.0,
+            "calls_today": 0, "talk_today": 0.0, "wrapup_today": 0.0,
         },
         {
             "agent_id": "1002", "state": "reserved", "since": 3, "seconds_in_state": 7, "idle_since": 0,
             "reason": None, "queues": ["sales", "support"], "skills": {}, "call_id": "c1", "calls_answered": 0,
-            "calls_today": 0, "talk_today": 0.0,
+            "calls_today": 0, "talk_today": 0.0, "wrapup_today": 0.0,
         },
     ]
     # 2 staffed sales agents minus the paused one; 180 s per call before any call has ended

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from callcenter.acd.router import Router
 from callcenter.ops.metrics import AGENT_STATES, MetricsSource, render
 
 
@@ -167,3 +168,19 @@ def test_every_scrape_reads_the_source_again():
     source = fake_source(event_lag_seconds=lambda: next(lag))
     assert value(scrape(source), "callcenter_event_lag_seconds") == 1.5
     assert value(scrape(source), "callcenter_event_lag_seconds") == 0.0
+
+
+def test_real_router_snapshots():
+    """The collector reads the router's own snapshot shape, not just this file's imitation of it."""
+    router = Router(["sales", "support"], ring_timeout=15, wrapup_seconds=5)
+    router.login("1001", ["sales"], now=0)
+    router.enqueue("c1", "sales", now=10)  # offered to 1001 at once: ringing
+    router.enqueue("c2", "sales", now=20)  # nobody left: waiting
+    families = scrape(fake_source(queues=lambda: router.queues_snapshot(50), agents=lambda: router.agents_snapshot(50)))
+    assert value(families, "callcenter_calls_waiting", queue="sales") == 1
+    assert value(families, "callcenter_calls_ringing", queue="sales") == 1
+    assert value(families, "callcenter_longest_wait_seconds", queue="sales") == 40
+    assert value(families, "callcenter_longest_wait_seconds", queue="support") == 0
+    assert value(families, "callcenter_agents", state="reserved") == 1
+    assert value(families, "callcenter_queue_agents", queue="sales", state="reserved") == 1
+    assert value(families, "callcenter_queue_agents", queue="support", state="reserved") == 0

@@ -9,6 +9,7 @@ const TEXT = {
     aht: "AHT", avg_talk: "Average talk", occupancy: "Occupancy", current_call: "Current call", no_call: "No call.",
     caller: "Caller", queue: "Queue", waited: "Waited", language: "Language", phones: "Phones",
     accounts: "Accounts", notes: "Notes", open_issues: "Open issues", history: "Previous contacts", ivr: "IVR path",
+    pci_pause: "Pause recording (card)", pci_resume: "Resume recording", recording_paused: "recording paused",
     hold: "Hold", resume: "Resume", transfer: "Transfer", end_wrapup: "End wrap-up", wrapup: "Wrap-up",
     disposition: "Disposition", fcr: "Resolved on first contact?", yes: "Yes", no: "No", save: "Save",
     saved: "Saved.", none: "none", on_hold: "on hold", serving: "Queues",
@@ -29,6 +30,7 @@ const TEXT = {
     avg_talk: "平均通话", occupancy: "占用率", current_call: "当前通话", no_call: "暂无通话。", caller: "来电",
     queue: "队列", waited: "等待", language: "语言", phones: "电话", accounts: "账号", notes: "备注",
     open_issues: "未解决问题", history: "历史联系", ivr: "IVR 路径", hold: "保持", resume: "恢复",
+    pci_pause: "暂停录音（银行卡）", pci_resume: "恢复录音", recording_paused: "录音已暂停",
     transfer: "转接", end_wrapup: "结束话后", wrapup: "话后处理", disposition: "处理结果",
     fcr: "首次联系即解决？", yes: "是", no: "否", save: "保存", saved: "已保存。", none: "无",
     on_hold: "保持中", serving: "队列",
@@ -178,13 +180,17 @@ function render() {
   const call = desk.call;
   $("no-call").hidden = !!call;
   $("call").hidden = !call;
-  $("stage").textContent = call ? t("stage_" + call.stage) + (call.held ? ` · ${t("on_hold")}` : "") : "";
+  $("stage").textContent = call ? t("stage_" + call.stage) + (call.held ? ` · ${t("on_hold")}` : "")
+    + (call.recording_paused ? ` · ${t("recording_paused")}` : "") : "";
   $("stage").className = "stage " + (call ? call.stage : "");
   if (!call) return;
   if (call.pop) renderPop(call.pop);
   const connected = call.stage === "connected";
   $("hold").disabled = !connected || call.held;
   $("resume").disabled = !connected || !call.held;
+  $("pci").disabled = !connected;
+  $("pci").textContent = t(call.recording_paused ? "pci_resume" : "pci_pause");
+  $("pci").dataset.paused = call.recording_paused ? "1" : "";
   $("transfer").disabled = !connected;
   $("end-wrapup").disabled = call.stage !== "wrap_up";
   if (outcomeCallId !== call.call_id) {  // a new call: a fresh form
@@ -277,6 +283,8 @@ $("ready").addEventListener("click", () => act("POST", "/api/desktop/ready"));
 $("pause").addEventListener("click", () => act("POST", "/api/desktop/pause", { reason: $("pause-reason").value }));
 $("hold").addEventListener("click", () => act("POST", "/api/desktop/hold"));
 $("resume").addEventListener("click", () => act("POST", "/api/desktop/resume"));
+$("pci").addEventListener("click", () =>
+  act("POST", $("pci").dataset.paused ? "/api/desktop/recording/resume" : "/api/desktop/recording/pause"));
 $("end-wrapup").addEventListener("click", () => act("POST", "/api/desktop/wrapup/end"));
 $("transfer").addEventListener("click", () => {
   const [kind, target] = $("transfer-target").value.split(":");
