@@ -268,6 +268,7 @@ def _register_capability_commands() -> None:
     from callcenter.ivr.cli import flows
     from callcenter.kpi.cli import staffing
     from callcenter.kpi.report_cli import report
+    from callcenter.recording.cli import recordings
     from callcenter.web.staff_cli import user
 
     main.add_command(flows)
@@ -278,6 +279,7 @@ def _register_capability_commands() -> None:
     main.add_command(campaign)
     main.add_command(dnc)
     main.add_command(user)
+    main.add_command(recordings)
 
 
 _register_capability_commands()

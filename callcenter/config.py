@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from callcenter.asterisk.provision import DEFAULT_ROOT
 from callcenter.callback.model import CallbackPolicy
+from callcenter.recording.model import RecordingsSettings
 from callcenter.supervisor.wallboard import WallboardSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -111,6 +112,8 @@ class Settings(BaseModel):
     pop_webhook_secret: str | None = Field(None, min_length=16, description="signs webhook bodies (HMAC-SHA256)")
     pop_webhook_timeout: Seconds = 2.0
 
+    recordings: RecordingsSettings = Field(default_factory=RecordingsSettings,
+                                           description="retention per queue, who may play back and export")
     # the supervisor's wallboard (colour thresholds, push interval)
     wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
     redis_url: str | None = Field(None, pattern=r"^rediss?://[^\s]+$",

@@ -47,8 +47,18 @@ from callcenter.ivr.library import FlowLibrary
 from callcenter.kpi.web import KpiApi
 from callcenter.runtime import BackgroundTasks
 from callcenter.storage import make_engine
-from callcenter.web.api import ApiError, ApiRoot, JsonApi
+from callcenter.web.api import ApiError, ApiRoot, JsonApi, TextReply
+from callcenter import __version__
 from callcenter.audit import AuditLog
+from callcenter.ops.health import HealthCheck
+from callcenter.ops.metrics import MetricsSource
+from callcenter.ops.metrics import render as render_metrics
+from callcenter.ops.openapi import build_openapi
+from callcenter.recording.follow import RecordingFollower
+from callcenter.recording.service import RecordingService
+from callcenter.recording.store import RecordingStore
+from callcenter.recording.store import create_tables as create_recording_tables
+from callcenter.recording.web import RecordingApi
 from callcenter.supervisor.service import SupervisorService
 from callcenter.supervisor.wallboard import build_board
 from callcenter.supervisor.web import SupervisorApi
@@ -147,6 +157,12 @@ class Engine:
         self._supervisor_api = SupervisorApi(self.supervision, board=self.board, staff=self.identities.staff,
                                              settings=settings.wallboard, audit=self.audit)
         self.acd.observers.append(self._supervisor_api.floor_changed)
+        create_recording_tables(self.db)
+        self.recordings = RecordingService(RecordingStore(self.db), self.recordings_dir, settings.recordings,
+                                           self.audit)
+        self._recording_follower = RecordingFollower(self.recordings, self.router)
+        self.acd.observers.append(self._recording_follower.on_effect)
+        self.events.listeners.append(self._recording_follower.on_event)
         self.counters = dict.fromkeys(COUNTED_KINDS.values(), 0)
         self.events.listeners.append(self._count)
         create_callback_tables(self.db)
@@ -211,6 +227,7 @@ class Engine:
         self._desk_api.close()
         self._supervisor_api.close()
         await self.supervision.close()
+        await self._recording_follower.close()
         await self.agi.close()
         await self.calls.close()
         await self.dialer.close()
@@ -521,14 +538,32 @@ class Engine:
         self._desk_api.register(api)
         StaffApi(self.staff_users, self.sessions).register(api)
         self._supervisor_api.register(api)
+        RecordingApi(self.recordings, self.settings.recordings.permissions,
+                     time_zone=self.settings.time_zone).register(api)
         self.kpis.register(api)
         self._callback_api.register(api)
         CampaignApi(self.campaigns).register(api)
         now = time.time
-        api.add("GET", "/api/health", role=Role.PUBLIC, handler=lambda **_: {
-            "ok": True, "ami_connected": self.ami.connected, "loop_ticks": self.loop_ticks,
-            "uptime": round(now() - self.started_at, 1),
-            "agi_rejected_connections": self.agi.rejected_connections})
+        health = HealthCheck(database=self.db, ami_connected=lambda: self.ami.connected,
+                             agi_listening=lambda: self.agi.listening, redis_url=self.settings.redis_url)
+
+        async def health_report(**_) -> dict:
+            """AMI, FastAGI, database and Redis status; ok is false when a part in use is down."""
+            return await health.report(ami_connected=self.ami.connected, loop_ticks=self.loop_ticks,
+                                       uptime=round(now() - self.started_at, 1),
+                                       agi_rejected_connections=self.agi.rejected_connections)
+
+        api.add("GET", "/api/health", health_report, role=Role.PUBLIC)
+        metrics = MetricsSource(
+            queues=lambda: self.router.queues_snapshot(now()), agents=lambda: self.router.agents_snapshot(now()),
+            counters=lambda: self.counters, ami_connected=lambda: self.ami.connected,
+            agi=lambda: {"listening": self.agi.listening, "connections": self.agi.accepted_connections,
+                         "rejected": self.agi.rejected_connections},
+            event_lag_seconds=self.events.lag_seconds, db_ok=lambda: self.events.last_write_ok)
+        for path in ("/metrics", "/api/metrics"):  # /metrics is where Prometheus looks by default
+            api.add("GET", path, lambda **_: TextReply(*render_metrics(metrics)), role=FLOOR)
+        api.add("GET", "/api/openapi.json", role=Role.PUBLIC, handler=lambda **_: build_openapi(
+            api.routes, title="callcenter engine API", version=__version__))
         api.add("GET", "/api/queues", lambda **_: self.router.queues_snapshot(now()), role=FLOOR)
         api.add("GET", "/api/agents", lambda **_: self.router.agents_snapshot(now()), role=FLOOR)
         api.add("GET", "/api/events", self._events_endpoint, role=FLOOR)

@@ -190,6 +190,7 @@ class FastAgiServer:
         self.command_timeout = command_timeout
         self.routes: dict[str, AgiHandler] = {}
         self.rejected_connections = 0
+        self.accepted_connections = 0  # sessions that sent good headers (the /metrics counter)
         self._server: asyncio.base_events.Server | None = None
         self._sessions: set[asyncio.Task] = set()
 
@@ -198,6 +199,10 @@ class FastAgiServer:
         if not ROUTE.match(prefix):
             raise ValueError(f"bad route {prefix!r}")
         self.routes[prefix] = handler
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._handle, host, port, limit=self.max_header_bytes)
@@ -231,6 +236,7 @@ class FastAgiServer:
                 self.rejected_connections += 1
                 log.warning("FastAGI connection from %s dropped: %s", peer, exc or "header timeout")
                 return
+            self.accepted_connections += 1
             handler = self._find_route(headers["agi_network_script"])
             if handler is None:
                 log.error("FastAGI: no route for %r", headers["agi_network_script"])

@@ -100,6 +100,7 @@ class EventLog:
         self._run_id = uuid.uuid4().hex[:16]
         self._sequence = itertools.count(1)
         self.skipped = 0  # events whose key was already stored (duplicates), not inserted again
+        self.last_write_ok: bool | None = None  # the last batch reached the database (None: none yet)
         # Called with each event as a row (as read_events gives it, without id) the moment it is
         # recorded: live figures follow the log without reading it back.
         self.listeners: list[Callable[[dict], None]] = []
@@ -123,6 +124,10 @@ class EventLog:
         if len(self._pending) >= self.batch_size:
             self._wakeup.set()
 
+    def lag_seconds(self) -> float:
+        """How long the oldest event not yet in the database has waited (0: none waits)."""
+        return max(0.0, self.clock() - self._pending[0].ts) if self._pending else 0.0
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="event-log-writer")
 
@@ -140,9 +145,11 @@ class EventLog:
             batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
             try:
                 await asyncio.to_thread(self._insert, batch)
+                self.last_write_ok = True
             except (OperationalError, OSError) as exc:
                 # the database is unreachable or busy: keep every row, in order, and retry later
                 log.error("event log write failed (%s); keeping %d events for the next try", exc, len(batch))
+                self.last_write_ok = False
                 self._pending[:0] = batch
                 return
             except Exception as exc:

@@ -45,6 +45,14 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class TextReply:
+    """A body that is not JSON (Prometheus' text format), with its content type."""
+
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
 class FileReply:
     """A file as the answer (a recording): streamed by Twisted's static.File, which honours HTTP
     Range requests (206 Partial Content), so a browser's audio element can seek in it."""
@@ -131,6 +139,9 @@ class JsonApi(resource.Resource):
     @staticmethod
     def _encode(request: server.Request, status: int, result: object) -> bytes:
         request.setResponseCode(status)
+        if isinstance(result, TextReply):
+            request.setHeader(b"content-type", result.content_type.encode())
+            return result.body
         if isinstance(result, Reply):
             for name, value in result.headers.items():
                 request.setHeader(name.encode(), value.encode())
@@ -196,7 +207,7 @@ class ApiRoot(resource.Resource):
         self.pages = dict(children or {})
 
     def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
-        if name == b"api":
+        if name in (b"api", b"metrics"):
             return self.api
         if name == b"" and b"desktop" in self.pages:
             return Redirect(b"/desktop/")
