@@ -60,6 +60,7 @@ class Settings(BaseModel):
     flows_dir: Path = PROJECT_DIR / "ivr_flows"
     flows_poll_seconds: Seconds = Field(1.0, description="how often the engine looks for edited flow files")
     routing_file: Path = Field(PROJECT_DIR / "routing.yaml", description="queues, strategies, steps, agents' skills")
+    qa_forms_dir: Path = Field(PROJECT_DIR / "qa_forms", description="QA evaluation forms, one YAML file each")
 
     ami_host: str = "127.0.0.1"
     ami_port: Port = 5038

@@ -54,6 +54,10 @@ from callcenter.ops.health import HealthCheck
 from callcenter.ops.metrics import MetricsSource
 from callcenter.ops.metrics import render as render_metrics
 from callcenter.ops.openapi import build_openapi
+from callcenter.qa.forms import load_forms
+from callcenter.qa.store import QaStore
+from callcenter.qa.store import create_tables as create_qa_tables
+from callcenter.qa.web import QaApi
 from callcenter.recording.follow import RecordingFollower
 from callcenter.recording.service import RecordingService
 from callcenter.recording.store import RecordingStore
@@ -163,6 +167,9 @@ class Engine:
         self._recording_follower = RecordingFollower(self.recordings, self.router)
         self.acd.observers.append(self._recording_follower.on_effect)
         self.events.listeners.append(self._recording_follower.on_event)
+        create_qa_tables(self.db)
+        qa_forms = load_forms(settings.qa_forms_dir)  # a bad form stops the start, with file:line
+        self._qa_api = QaApi(QaStore(self.db), lambda: qa_forms, self._recorded_call, self._teams, self.audit)
         self.counters = dict.fromkeys(COUNTED_KINDS.values(), 0)
         self.events.listeners.append(self._count)
         create_callback_tables(self.db)
@@ -275,10 +282,13 @@ class Engine:
             self.calls.channel_gone(uniqueid)
             self.acd.channel_hung_up(uniqueid)
             self.dialer.channel_gone(uniqueid, event.get("Cause", ""))
+            self.supervision.channel_gone(uniqueid)
         elif name == "HangupRequest":
             self.acd.hangup_requested(uniqueid)
         elif name == "BridgeEnter":
             self.acd.leg_bridged(uniqueid)
+        elif name == "ChanSpyStart":
+            self.supervision.spy_started(event.get("SpyerUniqueid", ""), event.get("SpyeeChannel", ""))
         elif name == "UserEvent":
             self._on_user_event(event.get("UserEvent", ""), uniqueid, event)
 
@@ -303,9 +313,6 @@ class Engine:
                                data={"position": event.get("Position", ""), "minutes": event.get("Minutes", "")})
         elif kind == "CCTransferFailed":
             self.events.record("transfer_failed", call_id=uniqueid, data={"dial_status": event.get("DialStatus", "")})
-        elif kind == "CCSpyStarted":  # variables the engine set itself when it rang the supervisor
-            self.supervision.spy_started(event.get("Agent", ""), event.get("Mode", ""), event.get("Supervisor", ""),
-                                         event.get("CallID", ""))
         elif kind == "CCStaleAnswer":
             self.events.record("stale_answer", call_id=event.get("CallID"), agent_id=event.get("Agent"))
         elif kind == "CCFallback":
@@ -400,10 +407,17 @@ class Engine:
     def board(self) -> dict:
         """The wallboard as it is now."""
         now = time.time()
-        teams = {agent_id: profile.team for agent_id, profile in self.routing.agents.items()}
         return {**build_board(self.router.queues_snapshot(now), self.router.agents_snapshot(now),
-                              self.kpis.realtime.snapshot(now), self.settings.wallboard, now=now, teams=teams),
+                              self.kpis.realtime.snapshot(now), self.settings.wallboard, now=now, teams=self._teams()),
                 "pause_reasons": list(self.settings.pause_reasons)}
+
+    def _teams(self) -> dict[str, str]:
+        return {agent_id: profile.team for agent_id, profile in self.routing.agents.items() if profile.team}
+
+    def _recorded_call(self, call_id: str) -> dict | None:
+        """Who took a recorded call, for a QA evaluation of it (blocking: called in a thread)."""
+        rows, _ = self.recordings.store.search(call_id=call_id, limit=1)
+        return {"agent_id": rows[0].agent_id, "queue": rows[0].queue} if rows else None
 
     def _queue_sl_seconds(self, queue: str) -> float | None:
         return self.router.queue_config(queue).service_level_seconds if queue in self.routing.queue_names else None
@@ -525,7 +539,8 @@ class Engine:
         from twisted.web import server
 
         api = self.build_api()
-        pages = {**self._desk_api.pages(), **self._callback_api.pages(), **self._supervisor_api.pages()}
+        pages = {**self._desk_api.pages(), **self._callback_api.pages(), **self._supervisor_api.pages(),
+                 **self._qa_api.pages()}
         for name, channel in self._supervisor_api.live_channels().items():
             pages[b"live"].putChild(name, channel)
         self._web_port = reactor.listenTCP(self.settings.web_port, server.Site(ApiRoot(api, pages)),
@@ -538,6 +553,7 @@ class Engine:
         self._desk_api.register(api)
         StaffApi(self.staff_users, self.sessions).register(api)
         self._supervisor_api.register(api)
+        self._qa_api.register(api)
         RecordingApi(self.recordings, self.settings.recordings.permissions,
                      time_zone=self.settings.time_zone).register(api)
         self.kpis.register(api)

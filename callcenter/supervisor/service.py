@@ -53,6 +53,8 @@ class SupervisorService:
         self.pause_reasons = pause_reasons
         self.clock = clock
         self._tasks = BackgroundTasks()
+        # the supervisor legs rung for listening, by their uniqueid: who, whom, how, since when
+        self._spies: dict[str, dict[str, Any]] = {}
 
     async def _audit(self, who: Identity, action: str, target: str, **details: Any) -> None:
         await asyncio.to_thread(self.audit.record, who.actor, action, target, **details)
@@ -69,6 +71,8 @@ class SupervisorService:
             raise SupervisorError(409, f"agent {agent_id} is not on a call")
         await self._audit(who, f"spy_{mode}", f"agent:{agent_id}", call_id=agent.call_id)
         channel_id = f"spy-{uuid.uuid4().hex[:16]}"
+        self._spies[channel_id] = {"agent_id": agent_id, "call_id": agent.call_id, "mode": mode,
+                                   "supervisor": who.username, "started": None}
         self._tasks.spawn(self._ring_supervisor(who.username, agent_id, agent.call_id, mode, channel_id),
                           f"spy {channel_id}")
         return {"agent_id": agent_id, "call_id": agent.call_id, "mode": mode,
@@ -84,14 +88,27 @@ class SupervisorService:
                            "CC_CALLID": call_id})
         except (AmiError, TimeoutError, ConnectionError) as exc:
             log.warning("%s of agent %s for %s: the supervisor's phone was not rung: %s", mode, agent_id, username, exc)
+            self._spies.pop(channel_id, None)
             return
         if not result.answered:
             log.info("%s of agent %s: %s's phone did not answer (reason %s)", mode, agent_id, username, result.reason)
+            self._spies.pop(channel_id, None)
 
-    def spy_started(self, agent_id: str, mode: str, supervisor: str, call_id: str) -> None:
-        """cc-spy reached ChanSpy (the supervisor answered)."""
-        self.events.record("spy_started", call_id=call_id or None, agent_id=agent_id,
-                           data={"mode": mode, "supervisor": supervisor})
+    def spy_started(self, spyer_uniqueid: str, spyee_channel: str) -> None:
+        """Asterisk's ChanSpyStart: one of our supervisor legs is now hearing the agent's channel."""
+        spy = self._spies.get(spyer_uniqueid)
+        if spy is None or not spyee_channel.startswith(f"PJSIP/agent{spy['agent_id']}-"):
+            return  # not a leg this engine rang, or not the agent it was rung for
+        spy["started"] = self.clock()
+        self.events.record("spy_started", call_id=spy["call_id"], agent_id=spy["agent_id"],
+                           data={"mode": spy["mode"], "supervisor": spy["supervisor"]})
+
+    def channel_gone(self, uniqueid: str) -> None:
+        spy = self._spies.pop(uniqueid, None)
+        if spy is not None and spy["started"] is not None:
+            self.events.record("spy_ended", call_id=spy["call_id"], agent_id=spy["agent_id"],
+                               data={"mode": spy["mode"], "supervisor": spy["supervisor"],
+                                     "seconds": round(self.clock() - spy["started"], 3)})
 
     # ------------------------------------------------------------------ agents
     async def agent_state(self, who: Identity, agent_id: str, verb: str, reason: str | None) -> dict[str, Any]:

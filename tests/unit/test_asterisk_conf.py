@@ -33,7 +33,8 @@ def test_ami_user_is_least_privilege_and_filters_events(tmp_path):
     assert values["deny"] == "0.0.0.0/0.0.0.0" and values["permit"] == "127.0.0.1/255.255.255.255"
     filters = sorted(name for name, _ in items if name.startswith("eventfilter"))
     assert filters == [f"eventfilter(action(include),name({e}))"
-                       for e in sorted(["BridgeEnter", "Hangup", "HangupRequest", "OriginateResponse", "UserEvent"])]
+                       for e in sorted(["BridgeEnter", "ChanSpyStart", "Hangup", "HangupRequest", "OriginateResponse",
+                                     "UserEvent"])]
 
 
 def test_agent_contacts_and_fallback_members_come_from_the_settings(tmp_path):
