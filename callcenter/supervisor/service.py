@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from callcenter.acd.model import AgentState, RoutingError
+from callcenter.acd.model import AgentState, CallState, RoutingError
 from callcenter.acd.requirements import SkillError, check_skills, unknown_skill_reason
 from callcenter.acd.transfer import with_identity
 from callcenter.asterisk.ami import AmiError
@@ -173,8 +173,9 @@ class SupervisorService:
         try:
             self.acd.apply(self.router.set_priority(call_id, priority, self.clock(), by=who.actor))
         except RoutingError as exc:
-            status = 404 if call is None else (409 if "waiting" in str(exc) else 400)
-            raise SupervisorError(status, str(exc), **({"field": "priority"} if status == 400 else {})) from None
+            if call is None or call.state is not CallState.WAITING:
+                raise SupervisorError(404 if call is None else 409, str(exc)) from None
+            raise SupervisorError(400, str(exc), field="priority") from None
         await self._audit(who, "call_priority_changed", f"call:{call_id}", before=before, to=priority)
         return {"call_id": call_id, "priority": priority}
 

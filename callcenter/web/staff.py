@@ -93,6 +93,7 @@ class StaffApi:
             await asyncio.to_thread(self.users.add, username, role, password)
         except (PasswordError, ValueError) as exc:
             raise ApiError(400, str(exc)) from None
+        self.sessions.close_user(username)  # a new role or password holds from the next login
         return {"username": username, "role": role}
 
     async def _remove(self, username: str, **_) -> dict:
