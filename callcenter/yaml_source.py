@@ -1,15 +1,42 @@
 """YAML files that report where things are: loading with positions, duplicate keys refused,
 and a field path (as pydantic reports it) mapped back to a line and column. Shared by every
-loader whose errors must name file, line and field (IVR flows, routing rules)."""
+loader whose errors must name file, line and field (IVR flows, routing rules, campaigns, QA
+forms), and the one shape those errors take (SourceProblem, SourceProblems)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 Loc = Sequence[str | int]
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """One problem in a file: where (line and column when known), which field, what is wrong."""
+
+    source: str
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        if self.line is not None and self.column is not None:
+            where += f":{self.column}"
+        return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
+
+
+class SourceProblems(ValueError):
+    """A file was refused; ``problems`` lists every reason, one per line of the message."""
+
+    def __init__(self, problems: Sequence[SourceProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 class YamlSourceError(ValueError):

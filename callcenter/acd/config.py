@@ -18,7 +18,7 @@ from callcenter.acd.transfer import IDENTITY_PREFIX, is_identity_skill
 from callcenter.acd.router import checked_queue_configs
 from callcenter.acd.steps import StepsError, validate_steps
 from callcenter.config import AGENT_ID, QUEUE_NAME
-from callcenter.yaml_source import YamlSourceError, compose_yaml, locate_mark
+from callcenter.yaml_source import SourceProblem, SourceProblems, YamlSourceError, compose_yaml, locate_mark
 
 Number = StrictInt | StrictFloat
 QueueName = Annotated[str, StringConstraints(pattern=QUEUE_NAME.pattern)]
@@ -104,23 +104,11 @@ class RoutingPlan:
         return [q.name for q in self.queues]
 
 
-@dataclass(frozen=True)
-class RoutingProblem:
-    source: str
-    line: int | None
-    column: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}:{self.column}"
-        return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
+RoutingProblem = SourceProblem
 
 
-class RoutingConfigError(ValueError):
-    def __init__(self, problems: Sequence[RoutingProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+class RoutingConfigError(SourceProblems):
+    """The routing file is not valid; every problem names file, line, column and field."""
 
 
 def load_routing(path: str | Path) -> RoutingPlan:

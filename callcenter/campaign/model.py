@@ -28,7 +28,7 @@ A campaign file::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -48,7 +48,7 @@ from pydantic import (
 )
 
 from callcenter.crm.phone import PhoneNumberError, check_region, normalize_number
-from callcenter.yaml_source import YamlSourceError, compose_yaml, locate_mark
+from callcenter.yaml_source import SourceProblem, SourceProblems, YamlSourceError, compose_yaml, locate_mark
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 NAME = re.compile(NAME_PATTERN)
@@ -89,26 +89,12 @@ _START = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 _END = re.compile(r"^(?:([01][0-9]|2[0-3]):([0-5][0-9])|(24):(00))$")
 
 
-class CampaignError(ValueError):
+class CampaignError(SourceProblems):
     """A campaign file (or spec) is not valid; every problem names the file, line, field and what
     was expected."""
 
-    def __init__(self, problems: Sequence[CampaignProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
-
-@dataclass(frozen=True)
-class CampaignProblem:
-    source: str
-    line: int | None
-    column: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}:{self.column}"
-        return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
+CampaignProblem = SourceProblem
 
 
 # ------------------------------------------------------------------------------ the spec

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from callcenter.yaml_source import YamlSourceError, compose_yaml, locate_mark
+from callcenter.yaml_source import SourceProblem, SourceProblems, YamlSourceError, compose_yaml, locate_mark
 
 FORM_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a path segment of /api/qa/forms/{name}
 ITEM_ID = r"^[a-z][a-z0-9_]{0,39}$"        # section and question ids: answer keys, data-testid parts
@@ -122,22 +122,11 @@ class Form(FormFile):
 
 
 # ---------------------------------------------------------------------------- loading
-@dataclass(frozen=True)
-class FormProblem:
-    source: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
+FormProblem = SourceProblem  # QA forms report the line only (column None)
 
 
-class FormError(ValueError):
-    def __init__(self, problems: Sequence[FormProblem]):
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+class FormError(SourceProblems):
+    """A form file is not valid; every problem names the file, line and field."""
 
 
 def load_forms(directory: str | Path) -> dict[str, Form]:
@@ -161,7 +150,7 @@ def load_form(path: str | Path) -> Form:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise FormError([FormProblem(str(path), None, "", f"cannot read the form: {exc}")]) from None
+        raise FormError([FormProblem(str(path), None, None, "", f"cannot read the form: {exc}")]) from None
     return parse_form(text, str(path), path.stem)
 
 
@@ -170,11 +159,11 @@ def parse_form(text: str, source: str, name: str) -> Form:
     try:
         root, data = compose_yaml(text)
     except YamlSourceError as exc:
-        raise FormError([FormProblem(source, exc.mark.line + 1 if exc.mark else None, "", exc.reason)]) from None
+        raise FormError([FormProblem(source, exc.mark.line + 1 if exc.mark else None, None, "", exc.reason)]) from None
 
     def problem(loc: Loc, message: str, *, at_key: bool = False) -> FormProblem:
         mark = locate_mark(root, loc, at_key=at_key)
-        return FormProblem(source, mark.line + 1 if mark else None, ".".join(str(p) for p in loc), message)
+        return FormProblem(source, mark.line + 1 if mark else None, None, ".".join(str(p) for p in loc), message)
 
     if not isinstance(data, dict):
         raise FormError([problem((), "a form is a mapping with title and sections")])
@@ -193,7 +182,7 @@ def parse_form(text: str, source: str, name: str) -> Form:
     try:
         return Form(name=name, **dict(content))
     except ValidationError:
-        raise FormError([FormProblem(source, None, "", f"{name!r} cannot name a form (it is the file name): use "
+        raise FormError([FormProblem(source, None, None, "", f"{name!r} cannot name a form (it is the file name): use "
                                                        "lower-case letters, digits, '_' and '-'")]) from None
 
 
