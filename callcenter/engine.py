@@ -549,7 +549,8 @@ class Engine:
     def build_api(self) -> JsonApi:
         port = self.settings.web_port
         api = JsonApi(allowed_hosts={f"{h}:{port}" for h in (self.settings.web_host, "127.0.0.1", "localhost")},
-                      identify=self.identities.identify)
+                      identify=self.identities.identify,
+                      on_action=lambda who, method, path: self.audit.record(who.actor, "api_post", path))
         self._desk_api.register(api)
         StaffApi(self.staff_users, self.sessions).register(api)
         self._supervisor_api.register(api)

@@ -66,7 +66,7 @@ class QaApi:
     def register(self, api: JsonApi) -> None:
         api.add("GET", "/api/qa/forms", self._forms, role=READERS)
         api.add("GET", "/api/qa/forms/{name}", self._form, role=READERS)
-        api.add("POST", "/api/qa/evaluations", self._evaluate, role=EVALUATORS)
+        api.add("POST", "/api/qa/evaluations", self._evaluate, role=EVALUATORS, audited=True)
         api.add("GET", "/api/qa/evaluations", self._evaluations, role=READERS)
         api.add("GET", "/api/qa/scores", self._scores, role=READERS)
 

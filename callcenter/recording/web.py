@@ -41,7 +41,7 @@ class RecordingApi:
         api.add("GET", "/api/recordings/{rec_id}", self._details, role=STAFF_ROLES)
         api.add("GET", "/api/recordings/{rec_id}/audio", self._audio, role=self.permissions.playback)
         api.add("GET", "/api/recordings/{rec_id}/download", self._download, role=self.permissions.export)
-        api.add("POST", "/api/recordings/purge", self._purge, role=Role.ADMIN)
+        api.add("POST", "/api/recordings/purge", self._purge, role=Role.ADMIN, audited=True)
 
     async def _search(self, query: dict[str, str], **_) -> dict:
         since, until = (self._moment(query, name) for name in ("from", "to"))

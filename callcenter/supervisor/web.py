@@ -72,12 +72,14 @@ class SupervisorApi:
     # ------------------------------------------------------------------ routes
     def register(self, api: JsonApi) -> None:
         api.add("GET", "/api/wallboard", lambda **_: self.board(), role=FLOOR)
-        api.add("POST", "/api/supervisor/agents/{agent_id}/spy", self._spy, role=FLOOR)
+        # each action writes its own audit row (who, what, to whom), before it is answered
+        api.add("POST", "/api/supervisor/agents/{agent_id}/spy", self._spy, role=FLOOR, audited=True)
         for verb in ("pause", "unpause", "logout"):
-            api.add("POST", "/api/supervisor/agents/{agent_id}/" + verb, self._agent_verb(verb), role=FLOOR)
-        api.add("POST", "/api/supervisor/agents/{agent_id}/skills", self._skills, role=FLOOR)
-        api.add("POST", "/api/supervisor/calls/{call_id}/move", self._move, role=FLOOR)
-        api.add("POST", "/api/supervisor/calls/{call_id}/priority", self._priority, role=FLOOR)
+            api.add("POST", "/api/supervisor/agents/{agent_id}/" + verb, self._agent_verb(verb), role=FLOOR,
+                    audited=True)
+        api.add("POST", "/api/supervisor/agents/{agent_id}/skills", self._skills, role=FLOOR, audited=True)
+        api.add("POST", "/api/supervisor/calls/{call_id}/move", self._move, role=FLOOR, audited=True)
+        api.add("POST", "/api/supervisor/calls/{call_id}/priority", self._priority, role=FLOOR, audited=True)
         api.add("GET", "/api/audit", self._audit_entries, role=FLOOR)
 
     async def _spy(self, who: Identity, agent_id: str, body: dict, **_) -> dict:

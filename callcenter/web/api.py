@@ -15,7 +15,7 @@ from pathlib import Path
 from twisted.web import resource, server, static
 from twisted.web.util import Redirect
 
-from callcenter.web.auth import Identity, Role
+from callcenter.web.auth import STAFF_ROLES, Identity, Role
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class Route:
     pattern: re.Pattern
     handler: Callable[..., object]
     roles: frozenset[Role]
+    audited: bool = False  # the handler writes its own, richer audit rows
 
 
 @dataclass(frozen=True)
@@ -72,19 +73,26 @@ class JsonApi(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, allowed_hosts: set[str] | None = None, identify: Identify = lambda request: None):
+    def __init__(self, allowed_hosts: set[str] | None = None, identify: Identify = lambda request: None,
+                 on_action: Callable[[Identity, str, str], None] | None = None):
         super().__init__()
         self.routes: list[Route] = []
         self.identify = identify
+        # (who, method, path) of every POST a staff member or the API token made that succeeded,
+        # for the audit log; routes marked ``audited`` write their own rows instead
+        self.on_action = on_action
         # Host headers we answer to: a page from another site that rebinds its own name to
         # 127.0.0.1 (DNS rebinding) still sends its own name, and is refused.
         self.allowed_hosts = allowed_hosts
 
-    def add(self, method: str, path: str, handler: Callable[..., object], role: Role | tuple[Role, ...] = Role.ADMIN) -> None:
+    def add(self, method: str, path: str, handler: Callable[..., object], role: Role | tuple[Role, ...] = Role.ADMIN,
+            *, audited: bool = False) -> None:
         """``role``: who may call it. Handlers get ``who`` (the caller's Identity, None on public
-        routes), ``body``, ``query`` and the path's {groups}."""
+        routes), ``body``, ``query`` and the path's {groups}. ``audited``: the handler writes its
+        own audit rows (otherwise a staff member's or the token's successful POST gets one)."""
         pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]+)", path) + "$")
-        self.routes.append(Route(method, pattern, handler, frozenset((role,) if isinstance(role, Role) else role)))
+        self.routes.append(Route(method, pattern, handler, frozenset((role,) if isinstance(role, Role) else role),
+                                 audited))
 
     def render(self, request: server.Request) -> bytes | int:
         path = request.path.decode("utf-8", "replace")
@@ -177,10 +185,25 @@ class JsonApi(resource.Resource):
                     if not isinstance(body, dict):
                         raise ApiError(400, "request body must be a JSON object")
             query = {k.decode(): v[0].decode() for k, v in request.args.items()}
-            return route.handler(body=body, query=query, who=who, **match.groupdict())
+            result = route.handler(body=body, query=query, who=who, **match.groupdict())
+            if method == "POST" and not route.audited and self.on_action is not None and who is not None \
+                    and who.role in STAFF_ROLES:
+                return self._audit_after(result, who, method, path)
+            return result
         if path_matched:
             raise ApiError(405, f"{method} not allowed on {path}")
         raise ApiError(404, f"no such endpoint: {path}")
+
+    def _audit_after(self, result: object, who: Identity, method: str, path: str) -> object:
+        if not inspect.isawaitable(result):
+            self.on_action(who, method, path)
+            return result
+
+        async def then_audit():
+            answer = await result
+            await asyncio.to_thread(self.on_action, who, method, path)
+            return answer
+        return then_audit()
 
     def _authorize(self, route: Route, request: server.Request) -> Identity | None:
         # a browser may hold an agent's and a staff member's session at once: the route's roles

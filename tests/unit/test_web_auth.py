@@ -152,3 +152,28 @@ def test_a_reply_sets_its_headers(api):
     code, body, req = call(api, request("/api/desktop/login", "POST", body={"agent_id": "1001"}))
     assert (code, body) == (200, {"hi": "1001"})
     assert req.responseHeaders.getRawHeaders("set-cookie") == ["cc_session=t; HttpOnly"]
+
+
+# ---- every staff POST is audited -----------------------------------------------------------------
+def test_staff_and_token_posts_are_audited_unless_the_route_audits_itself():
+    actions = []
+    people = {"sup": Identity(Role.SUPERVISOR, username="sam"), "token": Identity(Role.ADMIN),
+              "1001": Identity(Role.AGENT, "1001")}
+    api = JsonApi(allowed_hosts={"127.0.0.1:8080"}, identify=lambda req: people.get(req.getHeader("x-test-who")),
+                  on_action=lambda who, method, path: actions.append((who.actor, method, path)))
+    roles = (Role.SUPERVISOR, Role.ADMIN, Role.AGENT)
+    api.add("POST", "/api/things/{name}/reset", lambda name, **_: {"reset": name}, role=roles)
+    api.add("POST", "/api/self-audited", lambda **_: {"ok": True}, role=roles, audited=True)
+    api.add("POST", "/api/broken", lambda **_: 1 / 0, role=roles)
+    api.add("GET", "/api/things", lambda **_: [], role=roles)
+
+    def post(path, who):
+        return call(api, request(path, "POST", headers={"x-test-who": who}, body={}))[0]
+
+    assert post("/api/things/a/reset", "sup") == 200 and post("/api/things/b/reset", "token") == 200
+    assert post("/api/self-audited", "sup") == 200  # writes its own rows
+    assert post("/api/things/c/reset", "1001") == 200  # an agent's own desk actions are events, not audit
+    assert post("/api/broken", "sup") == 500  # nothing happened: nothing to audit
+    assert call(api, request("/api/things", headers={"x-test-who": "sup"}))[0] == 200  # reads are not actions
+    assert actions == [("supervisor:sam", "POST", "/api/things/a/reset"),
+                       ("admin:api-token", "POST", "/api/things/b/reset")]
