@@ -160,7 +160,7 @@ def _banner(settings: Settings, instance) -> str:
         " unless changed with `callcenter agent password`)",
         f"  wallboard http://{settings.web_host}:{settings.web_port}/wallboard/  (user supervisor, password"
         " demo-supervisor; its phone rings at " + settings.supervisor_phones.get("supervisor", "-") + ")",
-        f"  QA        http://{settings.web_host}:{settings.web_port}/qa/  (user qa, password demo-qa)",
+        f"  QA        http://{settings.web_host}:{settings.web_port}/qa/  (user analyst, password demo-analyst)",
         f"  web API   http://{settings.web_host}:{settings.web_port}/api/queues  (/agents, /events, /health;"
         f" send the token in {settings.data_dir / 'api-token'} as 'Authorization: Bearer ...')",
         f"  database  {settings.db_url}",

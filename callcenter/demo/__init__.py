@@ -123,12 +123,13 @@ def seed_demo_passwords(credentials, agent_ids) -> list[str]:
     return seeded
 
 
-DEMO_STAFF = (("supervisor", "supervisor"), ("qa", "qa"), ("admin", "admin"))
+DEMO_STAFF = (("supervisor", "supervisor"), ("analyst", "qa"), ("admin", "admin"))
 
 
 def seed_demo_staff(users) -> list[str]:
-    """On a database without staff users, add the demo's (``supervisor``, ``qa``, ``admin``, each
-    with the password ``demo-<name>``); which were added. Only ``callcenter up`` does this."""
+    """On a database without staff users, add the demo's (``supervisor``, ``analyst`` (QA),
+    ``admin``, each with the password ``demo-<name>``); which were added. Only ``callcenter up``
+    does this."""
     if users.list():
         return []
     for username, role in DEMO_STAFF:
