@@ -189,6 +189,7 @@ class Engine:
         self._announce_task: asyncio.Task | None = None
         self._wallboard_task: asyncio.Task | None = None
         self.crm: CustomerDirectory | None = None  # once the CRM tables are migrated (start)
+        self._stopping = False
         self._web_port = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -221,11 +222,16 @@ class Engine:
 
     async def stop(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        # From here on Asterisk's events change nothing: no offer is made while stopping.
+        self._stopping = True
         for task in (self._heartbeat_task, self._flows_task, self._announce_task, self._dialer_task,
                      self._wallboard_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        withdrawn = await self.acd.withdraw_ringing()
+        if withdrawn:
+            log.info("stopped ringing %d agent phone(s); their callers wait for the next engine", withdrawn)
         if self._web_port is not None:
             stopped = self._web_port.stopListening()
             self._web_port = None
@@ -275,6 +281,8 @@ class Engine:
         """Runs synchronously, in the order Asterisk sent the events (the shell relies on it).
         Who a call is comes from the event's own channel headers (Uniqueid, Channel,
         CallerIDNum), never from a UserEvent body, which a caller ID could forge."""
+        if self._stopping:
+            return
         name = event.get("Event", "")
         uniqueid = event.get("Uniqueid", "")
         if name == "Hangup":

@@ -294,6 +294,14 @@ class AcdShell:
         self._timers.pop(key, None)
         self.apply(self.router.timer_fired(key, self.clock()))
 
+    async def withdraw_ringing(self) -> int:
+        """The engine is stopping: stop ringing agents' phones, so that no call is connected while
+        no engine watches; the callers stay in the hold loop for the next engine to re-adopt.
+        Returns how many phones were ringing."""
+        ringing = [channel_id for channel_id, leg in self.legs.items() if not leg.answered]
+        await asyncio.gather(*(self._hangup_leg(channel_id) for channel_id in ringing))
+        return len(ringing)
+
     async def close(self) -> None:
         for handle in self._timers.values():
             handle.cancel()
