@@ -52,26 +52,26 @@ def test_restarted_engine_readopts_a_caller_already_waiting(engine, phones):
 def test_an_engine_stopped_while_an_agent_rings_stops_the_ringing_and_the_next_one_connects(engine, phones):
     """A phone left ringing by a stopping engine could be answered and bridged with nobody
     watching: the stopping engine cancels it, and the restarted one offers the caller again."""
-    phone = phones("1007", mode="answer_then_hangup", ring_delay_ms=3000, talk_ms=1000)
+    phone = phones("1008", mode="answer_then_hangup", ring_delay_ms=3000, talk_ms=1000)
     caller = new_caller("2", "13900000013", hold_ms=None)
 
     async def scenario():
         run = asyncio.create_task(caller.run(timeout=60))
         call_id = await asyncio.to_thread(engine.call_id_for, "13900000013")
-        engine.login("1007", "support")
-        await asyncio.to_thread(engine.wait_for_event, "offered", call_id=call_id, agent_id="1007")
+        engine.login("1008", "support")
+        await asyncio.to_thread(engine.wait_for_event, "offered", call_id=call_id, agent_id="1008")
         await phone.wait_for_invites(1)
         assert await asyncio.to_thread(engine.stop) == 0  # the phone is still ringing (3 s)
         cancelled = phone.cancels_received()
         await asyncio.to_thread(engine.start)
-        engine.login("1007", "support")
+        engine.login("1008", "support")
         answered = await asyncio.to_thread(engine.wait_for_event, "answered", call_id=call_id, timeout=20)
         return await run, cancelled, answered
 
     result, cancelled, answered = asyncio.run(scenario())
     assert result.ok and result.received_bye_from_far_end, result.describe()
     assert cancelled == 1, "the stopping engine cancelled the ringing phone"
-    assert answered["agent_id"] == "1007" and phone.answered_calls() == 1, phone.log_tail()
+    assert answered["agent_id"] == "1008" and phone.answered_calls() == 1, phone.log_tail()
 
 
 def test_caller_waiting_past_the_maximum_hold_goes_to_the_fallback_queue(engine, phones, settings):

@@ -38,8 +38,10 @@ def test_the_wallboard_follows_calls_live_without_polling(floor, phones, browser
     page.wait_for_selector("[data-testid=agent-row][data-agent='1002'] [data-testid=agent-state]:has-text('paused (lunch')")
 
     with ThreadPoolExecutor(2) as pool:
-        callers = [pool.submit(new_caller("2", f"1391111005{n}", hold_ms=hold).run_sync, 60)
-                   for n, hold in ((1, 8000), (2, 16000))]
+        # the caller who hangs up first (8 s) queues first, so it is answered first
+        callers = [pool.submit(new_caller("2", "13911110051", hold_ms=8000).run_sync, 60)]
+        page.wait_for_selector(tile("support", "waiting") + ":text-is('1')", timeout=20_000)
+        callers.append(pool.submit(new_caller("2", "13911110052", hold_ms=16000).run_sync, 60))
         page.wait_for_selector(tile("support", "waiting") + ":text-is('2')", timeout=20_000)
         time.sleep(1.5)  # the longest wait ticks up on the board, pushed every second
         assert page.text_content(tile("support", "longest-wait")) not in ("–", "0:00")
