@@ -67,6 +67,8 @@ class Settings(BaseModel):
     ami_user: str = Field("callcenter", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     ami_secret: str = Field("callcenter-local-secret", min_length=8, pattern=r"^[A-Za-z0-9_.-]+$")
     ami_action_timeout: Seconds = 5.0
+    ami_ping_interval: Seconds = Field(5.0, description="AMI Ping every so often; one unanswered within as long "
+                                                         "drops the connection (a frozen peer is noticed in 2 intervals)")
 
     agi_host: str = "127.0.0.1"
     agi_port: Port = 4573

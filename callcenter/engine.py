@@ -120,7 +120,7 @@ class Engine:
                              day_of=local_day)
         self.ami = AmiClient(settings.ami_host, settings.ami_port, settings.ami_user, settings.ami_secret,
                              action_timeout=settings.ami_action_timeout, on_event=self._on_ami_event,
-                             on_login=self._on_ami_login)
+                             on_login=self._on_ami_login, ping_interval=settings.ami_ping_interval)
         self.acd = AcdShell(self.router, self.ami, self.events)
         self.agi = FastAgiServer(header_timeout=settings.agi_header_timeout,
                                  max_header_bytes=settings.agi_header_max_bytes)

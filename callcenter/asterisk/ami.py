@@ -9,7 +9,11 @@ What it adds to panoramisk, and why:
 - event callbacks never raise into the protocol (an exception there would kill event delivery)
   and must not block: they run synchronously and hand off anything slow to tasks;
 - no action is ever re-sent after a reconnect (panoramisk re-queues unanswered actions by default,
-  which would ring an agent twice for one Originate).
+  which would ring an agent twice for one Originate);
+- liveness: panoramisk sends Ping but never looks for the answer, so a peer that froze (or a
+  half-open TCP connection) would look connected forever. Here every Ping must be answered within
+  ``ping_interval``; one that is not drops the connection, so a dead peer is noticed within two
+  intervals, and reconnecting backs off (1, 2, 4 ... ``reconnect_max`` seconds) while it is down.
 """
 
 from __future__ import annotations
@@ -75,26 +79,50 @@ def check_fields(action: str, fields: Mapping[str, object]) -> dict[str, str | l
     return clean
 
 
+RECONNECT_FIRST = 1.0  # seconds before the first reconnection attempt; doubled after each failure
+NO_PANORAMISK_PING = 10 ** 9  # panoramisk's own pinger never fires: ours checks the answers
+
+
+class _BackoffManager(Manager):
+    """panoramisk's Manager, retrying a refused connection after a growing delay instead of
+    every second forever."""
+
+    reconnect_max = 30.0
+
+    def connection_made(self, f):
+        if not f.cancelled() and f.exception() is not None:
+            # panoramisk schedules the next attempt with reconnect_timeout: lengthen it first
+            self.reconnect_timeout = min(self.reconnect_timeout * 2, self.reconnect_max)
+        return super().connection_made(f)
+
+
 class AmiClient:
     def __init__(self, host: str, port: int, username: str, secret: str, *,
                  action_timeout: float = 5.0, on_event: Callable[[Message], None] | None = None,
-                 on_login: Callable[[], None] | None = None):
+                 on_login: Callable[[], None] | None = None, ping_interval: float = 5.0,
+                 reconnect_max: float = 30.0):
         self._config = dict(host=host, port=port, username=username, secret=secret)
         self.action_timeout = action_timeout
+        self.ping_interval = ping_interval
+        self.reconnect_max = reconnect_max
         self._on_event = on_event
         self._on_login = on_login
         self._manager: Manager | None = None
         self._logged_in = asyncio.Event()
+        self._liveness: asyncio.Task | None = None
+        self.dead_connections = 0  # connections dropped because a Ping went unanswered
 
     # ------------------------------------------------------------------ connection
     async def connect(self, timeout: float = 10.0) -> None:
         loop = asyncio.get_running_loop()
-        self._manager = Manager(
-            loop=loop, **self._config, ping_delay=5, ping_interval=5, reconnect_timeout=1,
-            on_login=self._logged_in_cb, on_disconnect=self._disconnected_cb,
+        self._manager = _BackoffManager(
+            loop=loop, **self._config, ping_delay=NO_PANORAMISK_PING, ping_interval=NO_PANORAMISK_PING,
+            reconnect_timeout=RECONNECT_FIRST, on_login=self._logged_in_cb, on_disconnect=self._disconnected_cb,
         )
+        self._manager.reconnect_max = self.reconnect_max
         self._manager.register_event("*", self._dispatch)
         self._manager.connect()
+        self._liveness = loop.create_task(self._check_liveness(), name="AMI liveness")
         try:
             await asyncio.wait_for(self._logged_in.wait(), timeout)
         except asyncio.TimeoutError:
@@ -109,6 +137,7 @@ class AmiClient:
 
     def _logged_in_cb(self, manager: Manager) -> None:
         log.info("AMI logged in")
+        manager.reconnect_timeout = RECONNECT_FIRST
         self._logged_in.set()
         if self._on_login is not None:
             self._guard(self._on_login)
@@ -120,7 +149,33 @@ class AmiClient:
         # would ring an agent twice. Callers of action() have timed out on them already.
         manager.awaiting_actions.clear()
 
+    async def _check_liveness(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if not self.connected:
+                continue  # panoramisk is reconnecting (or a login is pending)
+            try:
+                await self.action("Ping", timeout=self.ping_interval)
+            except AmiTimeout:
+                self.dead_connections += 1
+                log.warning("AMI: no answer to Ping within %.1f s: the connection is dead, reconnecting",
+                            self.ping_interval)
+                self._drop_connection()
+            except (AmiError, ConnectionError) as exc:
+                log.info("AMI Ping not sent: %s", exc)
+
+    def _drop_connection(self) -> None:
+        """Abort the TCP connection: panoramisk sees it lost (on_disconnect) and reconnects."""
+        protocol = self._manager.protocol if self._manager is not None else None
+        transport = getattr(protocol, "transport", None)
+        self._logged_in.clear()
+        if transport is not None:
+            transport.abort()
+
     def close(self) -> None:
+        if self._liveness is not None:
+            self._liveness.cancel()
+            self._liveness = None
         if self._manager is not None:
             # panoramisk reconnects on connection_lost; detach the callback first
             self._manager.connection_lost = lambda exc: None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import time
 
@@ -163,3 +165,31 @@ def test_ami_value_with_crlf_is_refused_before_anything_is_sent(asterisk, settin
             ami.close()
 
     asyncio.run(scenario())
+
+
+def test_a_frozen_asterisk_is_noticed_within_two_ping_intervals_and_the_engine_logs_in_again(
+        engine_with_routing, asterisk, phones):
+    """A peer that stops answering (a frozen Asterisk: its TCP connection stays open, half-open
+    to us) must not look connected: an unanswered Ping drops the connection."""
+    engine = engine_with_routing(None, ami_ping_interval=1)
+    assert _health(engine)["ami_connected"] is True
+    os.killpg(asterisk.proc.pid, signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        while time.monotonic() - frozen < 10 and _health(engine)["ami_connected"]:
+            time.sleep(0.1)
+        noticed = time.monotonic() - frozen
+        health = _health(engine)
+    finally:
+        os.killpg(asterisk.proc.pid, signal.SIGCONT)
+    assert health["ami_connected"] is False and health["ok"] is False and health["parts"]["ami"]["ok"] is False
+    assert noticed <= 2 * 1 + 0.5, f"noticed after {noticed:.1f} s, more than two ping intervals"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not _health(engine)["ami_connected"]:
+        time.sleep(0.2)
+    assert _health(engine)["ok"] is True, "logged in again once Asterisk answers"
+    # and calls are served again
+    phone = phones("1009", mode="answer", ring_delay_ms=200, talk_ms=1000)
+    engine.login("1009", "support")
+    result = asyncio.run(new_caller("2", "13900000017", hold_ms=3000).run(timeout=40))
+    assert result.ok and phone.answered_calls() == 1, result.describe()
