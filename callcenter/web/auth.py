@@ -109,11 +109,17 @@ class Credentials:
             raise PasswordError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
         return {"password_hash": self.hasher.hash(password), "updated_at": time.time()}
 
-    def set_password(self, name: str, password: str) -> None:
-        row = self._hashed(password)
+    def _save(self, name: str, row: dict, *, create: bool) -> bool:
+        """Update ``name``'s row, or insert it when there is none and ``create``; whether it was saved."""
         with self.engine.begin() as conn:
-            if conn.execute(update(self.table).where(self.key == name).values(row)).rowcount == 0:
+            if conn.execute(update(self.table).where(self.key == name).values(row)).rowcount:
+                return True
+            if create:
                 conn.execute(insert(self.table).values({self.key.name: name, **row}))
+            return create
+
+    def set_password(self, name: str, password: str) -> None:
+        self._save(name, self._hashed(password), create=True)
 
     def has_password(self, name: str) -> bool:
         with self.engine.connect() as conn:
@@ -149,16 +155,11 @@ class StaffUsers(Credentials):
         role = Role(role)
         if role not in STAFF_ROLES:
             raise PasswordError(f"role {role.value!r}: a staff user is one of {[r.value for r in STAFF_ROLES]}")
-        row = {**self._hashed(password), "role": role.value}
-        with self.engine.begin() as conn:
-            if conn.execute(update(self.table).where(self.key == username).values(row)).rowcount == 0:
-                conn.execute(insert(self.table).values(username=username, **row))
+        self._save(username, {**self._hashed(password), "role": role.value}, create=True)
 
     def set_password(self, name: str, password: str) -> None:
-        row = self._hashed(password)
-        with self.engine.begin() as conn:
-            if conn.execute(update(self.table).where(self.key == name).values(row)).rowcount == 0:
-                raise LookupError(f"no staff user {name!r} (add it with a role first)")
+        if not self._save(name, self._hashed(password), create=False):
+            raise LookupError(f"no staff user {name!r} (add it with a role first)")
 
     def role_of(self, username: str) -> Role | None:
         with self.engine.connect() as conn:
