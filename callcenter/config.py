@@ -69,6 +69,9 @@ class Settings(BaseModel):
     ami_action_timeout: Seconds = 5.0
     ami_ping_interval: Seconds = Field(5.0, description="AMI Ping every so often; one unanswered within as long "
                                                          "drops the connection (a frozen peer is noticed in 2 intervals)")
+    ami_reconnect_max: Seconds = Field(30.0, description="reconnection attempts back off 1, 2, 4 ... up to this")
+    resync_boot_timeout: Seconds = Field(10.0, description="after an AMI login, how long the resync waits for "
+                                                           "Asterisk's FullyBooted before reading the channels anyway")
 
     agi_host: str = "127.0.0.1"
     agi_port: Port = 4573

@@ -18,6 +18,7 @@ from callcenter.acd.call_control import CallControl
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
 from callcenter.acd.model import AgentState, Event, MaxWait
 from callcenter.acd.router import Router, RoutingError
+from callcenter.acd.resyncer import Resyncer
 from callcenter.acd.shell import AcdShell
 from callcenter.acd.steps import Steps
 from callcenter.acd.transfer import with_identity
@@ -120,8 +121,12 @@ class Engine:
                              day_of=local_day)
         self.ami = AmiClient(settings.ami_host, settings.ami_port, settings.ami_user, settings.ami_secret,
                              action_timeout=settings.ami_action_timeout, on_event=self._on_ami_event,
-                             on_login=self._on_ami_login, ping_interval=settings.ami_ping_interval)
+                             on_login=self._on_ami_login, ping_interval=settings.ami_ping_interval,
+                             reconnect_max=settings.ami_reconnect_max)
         self.acd = AcdShell(self.router, self.ami, self.events)
+        # after every AMI login: what Asterisk holds now, reconciled with what the router believes
+        self.resyncer = Resyncer(self.ami, self.acd, self.events, self.db, caller_waiting=self._caller_waiting,
+                                 boot_timeout=settings.resync_boot_timeout)
         self.agi = FastAgiServer(header_timeout=settings.agi_header_timeout,
                                  max_header_bytes=settings.agi_header_max_bytes)
         self.agi.route("ivr", self._ivr)
@@ -254,9 +259,13 @@ class Engine:
         self.db.dispose()
 
     def _on_ami_login(self) -> None:
+        if self._stopping:
+            return
         # first beat and our id at once, on every (re)login: callers waiting in the hold loop
-        # re-announce themselves to an engine they have not seen
+        # re-announce themselves to an engine they have not seen. The resync does not wait for
+        # them: it reads every channel, callers and agents alike, and reconciles at once.
         self._tasks.spawn(self._announce(), "announce engine")
+        self._tasks.spawn(self.resyncer.run(), "resync")
 
     async def _announce(self) -> None:
         await self._beat()
@@ -286,6 +295,7 @@ class Engine:
         name = event.get("Event", "")
         uniqueid = event.get("Uniqueid", "")
         if name == "Hangup":
+            self.resyncer.channel_gone(uniqueid)
             self._queue_terms.pop(uniqueid, None)
             self.calls.channel_gone(uniqueid)
             self.acd.channel_hung_up(uniqueid)

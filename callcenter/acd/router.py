@@ -520,6 +520,57 @@ class Router:
         effects.extend(self._settle(now))
         return effects
 
+    def offer_lost(self, offer_id: str, now: float) -> list[Effect]:
+        """The offer's agent leg vanished while the engine could not watch it (a resync found it
+        missing): whether the phone rang is unknown, so it is not held against the agent. The
+        call goes back to its place and the agent is available again. Stale offer ids are ignored."""
+        call = self._offers.get(offer_id)
+        if call is None:
+            return []
+        agent = self._agent_of(call)
+        self._cancel_offer(call, agent)  # the leg is gone already: nothing to cancel in Asterisk
+        lost = Event("offer_lost", call.call_id, call.queue, agent.agent_id, {"offer_id": offer_id})
+        effects: list[Effect] = [lost, *self._requeue(call, now)]
+        effects.append(self._set_state(agent, AgentState.AVAILABLE, now, keep_idle_since=True))
+        return effects + self._serve_agent(agent, now, "agent_available") + self._settle(now)
+
+    def adopt_connected(self, call_id: str, queue: str, agent_id: str, now: float, *,
+                        answered_at: float | None = None, enqueued_at: float | None = None,
+                        attrs: dict[str, Any] | None = None, offers_made: int = 0) -> list[Effect]:
+        """A call found bridged to ``agent_id`` by a resync (it was answered while the engine was
+        away): from now on it is followed to its end like any connected call, and the agent is on
+        it. The agent must be available, or logged out (an engine that restarted has not seen
+        them log in yet: they log in onto this call, on_call); otherwise RoutingError, and the
+        shell follows the call alone. No ``answered`` event: the answer happened in the gap."""
+        if call_id in self._calls:
+            raise RoutingError(f"call {call_id!r} is already in the ACD")
+        if queue not in self._configs:
+            raise RoutingError(f"unknown queue {queue!r}")
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            agent = Agent(agent_id=agent_id, queues=frozenset(), skills={}, id_order=agent_id_order(agent_id),
+                          state_since=now)
+            self._agents[agent_id] = agent
+        if agent.state not in (AgentState.AVAILABLE, AgentState.LOGGED_OUT) or agent.call_id is not None:
+            raise RoutingError(f"agent {agent_id} is {agent.state.value}, not free for an adopted call")
+        arrived = min(enqueued_at or now, now)
+        call = Call(call_id=call_id, queue=queue, priority=0, enqueued_at=arrived, sequence=self._next_sequence,
+                    steps=self._configs[queue].steps, queue_entered_at=arrived, attrs=dict(attrs or {}),
+                    offers_made=max(0, int(offers_made)))
+        call.order_key = self.call_key(call)
+        self._next_sequence += 1
+        call.state = CallState.CONNECTED
+        call.agent_id = agent_id
+        call.answered_at = min(answered_at or now, now)
+        self._calls[call_id] = call
+        adopted = Event("resync_adopted", call_id, queue, agent_id, {"stage": "connected"})
+        if agent.state is AgentState.LOGGED_OUT:
+            agent.call_id = call_id  # login puts them on it
+            return [adopted]
+        on_call = self._set_state(agent, AgentState.ON_CALL, now)
+        agent.call_id = call_id
+        return [adopted, on_call, *self._settle(now)]
+
     def call_ended(self, call_id: str, now: float, by: str | None = None) -> list[Effect]:
         """The conversation is over. The agent wraps up (or, with no wrap-up time, is available
         at once). A call that was never connected ended from the caller's side: an abandon.
@@ -540,6 +591,9 @@ class Router:
         self._stats[call.queue].handled(talk + wrapup)
         ended = Event("ended", call.call_id, call.queue, agent.agent_id,
                       {"talk": talk} if by is None else {"talk": talk, "by": by})
+        if agent.state is AgentState.LOGGED_OUT:  # an adopted call whose agent never logged in here
+            agent.call_id = None
+            return [ended]
         return [ended, *self._start_wrapup(agent, wrapup, now), *self._settle(now)]
 
     def make_dial_out(self, call_id: str, dial_out: Mapping[str, Any], now: float) -> list[Effect] | None:
@@ -756,6 +810,12 @@ class Router:
         agent.queues, agent.skills = queue_set, skill_map
         agent.wrapup_seconds, agent.weight = wrapup_seconds, float(weight)
         agent.consecutive_no_answers = 0
+        if agent.call_id is not None and agent.call_id in self._calls:
+            # still on a call a resync adopted while they were logged out: on it, not offered another
+            call_id = agent.call_id
+            on_call = self._set_state(agent, AgentState.ON_CALL, now)
+            agent.call_id = call_id
+            return [on_call]
         effects: list[Effect] = [self._set_state(agent, AgentState.AVAILABLE, now)]
         return effects + self._serve_agent(agent, now, "agent_available") + self._settle(now)
 

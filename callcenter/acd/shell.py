@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcenter.acd.announcements import AnnouncementPlan, AnnouncementSchedule, announcement
-from callcenter.acd.model import Call, CallState, CancelOffer, Divert, Effect, Event, MaxWait, Offer, StartTimer
+from callcenter.acd.model import (Call, CallState, CancelOffer, Divert, Effect, Event, MaxWait, Offer, RoutingError,
+                                  StartTimer)
+from callcenter.acd.resync import AgentLegSeen, ResyncPlan
 from callcenter.acd.router import Router
 from callcenter.acd.steps import Steps
-from callcenter.asterisk.ami import AmiClient, AmiError
+from callcenter.asterisk.ami import AmiClient, AmiConnectionLost, AmiError, AmiNotConnected
 from callcenter.events.log import EventLog
 from callcenter.runtime import BackgroundTasks
 
@@ -45,6 +47,13 @@ class AgentLeg:
     agent_id: str
     answered: bool = False
     bridged: bool = False
+    # The AMI connection dropped while its Originate was out: the resync found the leg alive, and
+    # from then on its own events (answer, bridge, hang-up) decide, since no OriginateResponse will.
+    uncertain: bool = False
+    # Found bridged by a resync, answered while no engine watched (when, if the log says).
+    adopted: bool = False
+    answered_at: float | None = None
+    queue: str = ""  # an adopted leg's: the router has no call to tell it
 
 
 def dial_outcome(dial_status: str) -> str:
@@ -196,10 +205,20 @@ class AcdShell:
             self.apply(self.router.call_ended(uniqueid, now, by=self._ended_by.pop(uniqueid, "caller")))
             return
         if not leg.answered:
-            return  # never picked up: _ring removes it once OriginateResponse says why
+            if leg.uncertain:  # no OriginateResponse will come for it: why it ended is unknown
+                del self.legs[uniqueid]
+                self.apply(self.router.offer_lost(leg.offer_id, now))
+            return  # otherwise never picked up: _ring removes it once OriginateResponse says why
         del self.legs[uniqueid]
         if leg.bridged:
-            self.apply(self.router.call_ended(leg.call_id, now, by=self._ended_by.pop(leg.call_id, "agent")))
+            by = self._ended_by.pop(leg.call_id, "agent")
+            effects = self.router.call_ended(leg.call_id, now, by=by)
+            if not effects and leg.adopted:
+                # adopted while its agent was not free to the router: the end is still logged
+                talk = {"talk": now - leg.answered_at} if leg.answered_at is not None else {}
+                self.events.record("ended", call_id=leg.call_id, agent_id=leg.agent_id,
+                                   data={**talk, "by": by, "resync": True})
+            self.apply(effects)
         else:
             # picked up, then gone before the bridge: the agent did not take the call
             self.apply(self.router.offer_failed(leg.offer_id, "ring-no-answer", now))
@@ -215,6 +234,9 @@ class AcdShell:
         number = call.attrs.get("caller_number") or "anonymous"
         dial_out = call.attrs.get("dial_out")
         try:
+            # while AMI is down the offer waits (as long as it would ring) rather than fail at once:
+            # failing would offer the call straight back, again and again, until the link returns
+            await self.ami.wait_connected(offer.ring_timeout)
             if dial_out:
                 # agent first: once the agent answers, cc-dialout-agent dials the customer
                 label = dial_out.get("label") or offer.queue
@@ -238,7 +260,22 @@ class AcdShell:
                                "CC_CALLER_CHANNEL": caller_channel},
                 )
             reason = None if result.answered else FAILURE_REASONS.get(result.reason, "unreachable")
+        except AmiConnectionLost as exc:
+            # Sent, maybe carried out (the phone may ring): never resent, never hung up blind. The
+            # resync after the next login finds the leg (still ringing, answered, or not there).
+            log.warning("offer %s to agent %s: %s; the resync decides", offer.offer_id, offer.agent_id, exc)
+            return
+        except AmiNotConnected as exc:
+            # nothing was sent: the offer never rang, which is not the agent's fault
+            log.warning("offer %s to agent %s not sent: %s", offer.offer_id, offer.agent_id, exc)
+            leg = self.legs.pop(channel_id, None)
+            if leg is not None and not leg.answered:
+                self.apply(self.router.offer_lost(offer.offer_id, self.clock()))
+            return
         except (AmiError, TimeoutError, ConnectionError, ValueError) as exc:
+            if (leg := self.legs.get(channel_id)) is not None and leg.uncertain:
+                return  # a resync took this leg over: its own events decide
+
             log.warning("offer %s to agent %s failed: %s", offer.offer_id, offer.agent_id, exc)
             await self._hangup_leg(channel_id)
             reason = "unreachable"
@@ -293,6 +330,57 @@ class AcdShell:
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)
         self.apply(self.router.timer_fired(key, self.clock()))
+
+    def resync(self, plan: ResyncPlan, now: float, answered_at: dict[str, float]) -> None:
+        """Carry out a resync plan (see acd.resync) for everything but the waiting callers, which
+        the engine adopts through its usual path. ``answered_at``: call id -> when the event log
+        says it was answered, for calls found bridged."""
+        for seen in plan.answered_in_gap:
+            leg = self._leg_for(seen)
+            leg.answered = leg.bridged = True
+            self.apply(self.router.offer_answered(seen.offer_id, now))
+        for seen in plan.still_ringing:
+            self._leg_for(seen).uncertain = True
+        for offer_id in plan.lost_offers:
+            self.legs.pop(leg_id(offer_id), None)
+            self.apply(self.router.offer_lost(offer_id, now))
+        for call_id in plan.gone_calls:
+            call = self.router.call(call_id)
+            if call is None:
+                continue
+            self.announcements.remove(call_id)
+            if call.state is CallState.CONNECTED:
+                for uniqueid in [u for u, leg in self.legs.items() if leg.call_id == call_id]:
+                    del self.legs[uniqueid]
+                self.apply(self.router.call_ended(call_id, now, by="unknown"))
+            else:
+                self.apply(self.router.exit(call_id, "resync:absent", now))
+        for uniqueid in plan.stray_legs:
+            self._tasks.spawn(self._hangup_leg(uniqueid), f"stray leg {uniqueid}")
+        for seen in plan.adopt_connected:
+            self._adopt_connected(seen, now, answered_at.get(seen.call_id))
+
+    def _leg_for(self, seen: AgentLegSeen) -> AgentLeg:
+        return self.legs.setdefault(seen.uniqueid, AgentLeg(seen.offer_id, seen.call_id, seen.agent_id))
+
+    def _adopt_connected(self, seen: AgentLegSeen, now: float, answered_at: float | None) -> None:
+        leg = AgentLeg(seen.offer_id, seen.call_id, seen.agent_id, answered=True, bridged=True, adopted=True,
+                       answered_at=answered_at, queue=seen.queue)
+        self.legs[seen.uniqueid] = leg
+        if not self._route_adopted(leg, now):
+            # the agent is not (yet) free to this router: the call is still followed to its end
+            self.events.record("resync_adopted", call_id=seen.call_id, queue=seen.queue or None,
+                               agent_id=seen.agent_id, data={"stage": "connected", "routed": False})
+
+    def _route_adopted(self, leg: AgentLeg, now: float) -> bool:
+        try:
+            self.apply(self.router.adopt_connected(leg.call_id, leg.queue, leg.agent_id, now,
+                                                   answered_at=leg.answered_at,
+                                                   offers_made=int(leg.offer_id.rpartition("/")[2] or 0)))
+            return True
+        except RoutingError as exc:
+            log.info("call %s bridged to agent %s followed outside the router: %s", leg.call_id, leg.agent_id, exc)
+            return False
 
     async def withdraw_ringing(self) -> int:
         """The engine is stopping: stop ringing agents' phones, so that no call is connected while

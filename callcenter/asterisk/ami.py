@@ -50,6 +50,16 @@ class AmiNotConnected(ConnectionError):
     """The AMI connection is not up (yet, or any more)."""
 
 
+class AmiConnectionLost(AmiNotConnected):
+    """The connection dropped after the action was sent and before its answer: Asterisk may or may
+    not have carried it out (for an Originate: the phone may be ringing). Never resent; whoever
+    sent it finds out from the resync after the next login."""
+
+
+class AmiIncompleteList(AmiError):
+    """A list action's items did not add up to the ListItems count Asterisk announced."""
+
+
 @dataclass(frozen=True)
 class OriginateResult:
     answered: bool
@@ -109,6 +119,8 @@ class AmiClient:
         self._on_login = on_login
         self._manager: Manager | None = None
         self._logged_in = asyncio.Event()
+        self._fully_booted = asyncio.Event()  # FullyBooted seen on the current connection
+        self._in_flight: set[asyncio.Future] = set()  # actions sent and not answered yet
         self._liveness: asyncio.Task | None = None
         self.dead_connections = 0  # connections dropped because a Ping went unanswered
 
@@ -145,9 +157,14 @@ class AmiClient:
     def _disconnected_cb(self, manager: Manager, exc) -> None:
         log.warning("AMI connection lost: %s", exc)
         self._logged_in.clear()
+        self._fully_booted.clear()
         # panoramisk keeps unanswered actions to resend after reconnecting; an Originate resent
-        # would ring an agent twice. Callers of action() have timed out on them already.
+        # would ring an agent twice. Actions still waiting for an answer fail now, rather than
+        # at their timeout: their senders must not take the silence for a refusal.
         manager.awaiting_actions.clear()
+        for future in list(self._in_flight):
+            if not future.done():
+                future.set_exception(AmiConnectionLost(f"AMI connection lost before the answer ({exc})"))
 
     async def _check_liveness(self) -> None:
         while True:
@@ -169,6 +186,7 @@ class AmiClient:
         protocol = self._manager.protocol if self._manager is not None else None
         transport = getattr(protocol, "transport", None)
         self._logged_in.clear()
+        self._fully_booted.clear()
         if transport is not None:
             transport.abort()
 
@@ -185,6 +203,8 @@ class AmiClient:
 
     # ------------------------------------------------------------------ events
     def _dispatch(self, manager: Manager, event: Message) -> None:
+        if event.get("Event") == "FullyBooted":
+            self._fully_booted.set()
         if self._on_event is not None:
             self._guard(self._on_event, event)
 
@@ -201,11 +221,14 @@ class AmiClient:
         if self._manager is None or self._manager.protocol is None or not self.connected:
             raise AmiNotConnected(f"AMI {name}: not connected")
         future = self._manager.send_action({"Action": name, **clean})
+        self._in_flight.add(future)
         try:
             result = await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
         except asyncio.TimeoutError:
             self._forget(future)
             raise AmiTimeout(f"AMI {name}: no answer within {timeout or self.action_timeout:.1f} s") from None
+        finally:
+            self._in_flight.discard(future)
         first = result[0] if isinstance(result, list) else result
         if first.get("Response", "").lower() == "error":
             raise AmiError(f"AMI {name}: {first.get('Message', 'error')}")
@@ -233,6 +256,39 @@ class AmiClient:
         reason = int(final.get("Reason", 0) or 0)
         return OriginateResult(answered=final.get("Response") == "Success", reason=reason,
                                channel=final.get("Channel", ""))
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait (at most ``timeout``) for the connection to be logged in; False if it is not."""
+        try:
+            await asyncio.wait_for(self._logged_in.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def wait_fully_booted(self, timeout: float) -> bool:
+        """Wait for Asterisk's FullyBooted on this connection (sent right after login once every
+        module is loaded). False if it did not come in time: the caller decides whether to go on."""
+        try:
+            await asyncio.wait_for(self._fully_booted.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def list_action(self, name: str, item_event: str, *, timeout: float | None = None,
+                          **fields) -> list[Message]:
+        """A list action (``EventList: start`` ... ``<name>Complete``): its items, checked against the
+        ListItems count of the closing event. A short list (events lost or cut) raises
+        AmiIncompleteList rather than be taken for the truth."""
+        result = await self.action(name, timeout=timeout, **fields)
+        messages = result if isinstance(result, list) else [result]
+        items = [m for m in messages if m.get("Event") == item_event]
+        closing = [m for m in messages if m.get("EventList", "").lower() == "complete"]
+        if not closing:
+            raise AmiIncompleteList(f"AMI {name}: no closing event after {len(items)} item(s)")
+        announced = closing[-1].get("ListItems")
+        if announced is None or not str(announced).isdigit() or int(announced) != len(items):
+            raise AmiIncompleteList(f"AMI {name}: {len(items)} item(s) received, ListItems says {announced!r}")
+        return items
 
     async def set_global(self, name: str, value: str) -> None:
         await self.action("Setvar", Variable=name, Value=value)

@@ -14,9 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from sqlalchemy import select
 
 from callcenter.config import Settings
-from callcenter.events.log import read_events
+from callcenter.events.log import events_table, read_events
 from callcenter.storage import make_engine
 from callcenter.web.auth import read_api_token
 
@@ -100,6 +101,16 @@ class EngineProcess:
         raise AssertionError(f"no {kind!r} event {match} for call {call_id} within {timeout} s; have: "
                              f"{[(r['kind'], r['call_id'], r['agent_id']) for r in self.events(call_id)][-30:]}"
                              f"\nengine log:\n{self.log_tail()}")
+
+    def events_since(self, since: float, *kinds: str) -> list[dict]:
+        """Every event at or after ``since`` (of these kinds), oldest first: the session's database
+        is shared, so a test reads its own time window."""
+        t = events_table.c
+        query = select(events_table).where(t.ts >= since).order_by(t.id)
+        if kinds:
+            query = query.where(t.kind.in_(kinds))
+        with self.db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def call_id_for(self, caller_number: str, timeout: float = 20.0) -> str:
         """The call id of the (only) call from ``caller_number``; tests give every caller its own."""

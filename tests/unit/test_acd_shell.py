@@ -21,6 +21,9 @@ class ScriptedAmi:
         self.originates: dict[str, asyncio.Future] = {}
         self.missing_channels: set[str] = set()
 
+    async def wait_connected(self, timeout):
+        return True
+
     async def set_channel_var(self, channel, name, value):
         self.actions.append(("setvar", channel, name, value))
 

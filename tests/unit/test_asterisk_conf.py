@@ -27,13 +27,15 @@ def test_ami_user_is_least_privilege_and_filters_events(tmp_path):
     items = [(i.name.strip(), i.value.strip()) for i in conf.categories[0].items]
     values = dict(items)
     assert values["secret"] == "s3cret-value"
-    assert set(values["read"].split(",")) == {"call", "user"}
-    assert set(values["write"].split(",")) == {"originate", "call"}
-    assert not FORBIDDEN_CLASSES & set(values["read"].split(",") + values["write"].split(","))
+    assert set(values["read"].split(",")) == {"call", "user", "system"}  # system: FullyBooted only (filtered)
+    assert set(values["write"].split(",")) == {"originate", "call", "reporting"}  # reporting: CoreShowChannels
+    # reading the system class is harmless here: the include filters let only FullyBooted through
+    assert not FORBIDDEN_CLASSES & set(values["write"].split(","))
+    assert not (FORBIDDEN_CLASSES - {"system"}) & set(values["read"].split(","))
     assert values["deny"] == "0.0.0.0/0.0.0.0" and values["permit"] == "127.0.0.1/255.255.255.255"
     filters = sorted(name for name, _ in items if name.startswith("eventfilter"))
     assert filters == [f"eventfilter(action(include),name({e}))"
-                       for e in sorted(["BridgeEnter", "ChanSpyStart", "Hangup", "HangupRequest", "OriginateResponse",
+                       for e in sorted(["BridgeEnter", "ChanSpyStart", "FullyBooted", "Hangup", "HangupRequest", "OriginateResponse",
                                      "UserEvent"])]
 
 
