@@ -151,9 +151,12 @@ def plan_resync(channels: Iterable[LiveChannel], calls: Iterable[Call], watched_
     known: dict[str, Call] = {}
     for call in calls:
         known[call.call_id] = call
+        inbound = not call.attrs.get("dial_out")
         if call.state is CallState.RINGING:
             leg = legs_by_offer.get(call.offer_id or "")
-            if leg is None:
+            if inbound and call.call_id not in callers:
+                plan.gone_calls.append(call.call_id)  # the caller left: withdraw, do not offer again
+            elif leg is None:
                 plan.lost_offers.append(call.offer_id or "")
             elif leg.connected:
                 plan.answered_in_gap.append(leg)
@@ -167,7 +170,7 @@ def plan_resync(channels: Iterable[LiveChannel], calls: Iterable[Call], watched_
                 plan.gone_calls.append(call.call_id)
             continue
         # waiting: an inbound caller must still be in Asterisk; a dial-out has no channel until it rings
-        if call.attrs.get("dial_out") or call.call_id in callers:
+        if not inbound or call.call_id in callers:
             plan.kept += 1
         else:
             plan.gone_calls.append(call.call_id)

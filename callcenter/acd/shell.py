@@ -54,6 +54,7 @@ class AgentLeg:
     adopted: bool = False
     answered_at: float | None = None
     queue: str = ""  # an adopted leg's: the router has no call to tell it
+    routed: bool = False  # an adopted leg the router follows (it logs the end itself)
 
 
 def dial_outcome(dial_status: str) -> str:
@@ -213,7 +214,7 @@ class AcdShell:
         if leg.bridged:
             by = self._ended_by.pop(leg.call_id, "agent")
             effects = self.router.call_ended(leg.call_id, now, by=by)
-            if not effects and leg.adopted:
+            if not effects and leg.adopted and not leg.routed:
                 # adopted while its agent was not free to the router: the end is still logged
                 talk = {"talk": now - leg.answered_at} if leg.answered_at is not None else {}
                 self.events.record("ended", call_id=leg.call_id, agent_id=leg.agent_id,
@@ -237,6 +238,10 @@ class AcdShell:
             # while AMI is down the offer waits (as long as it would ring) rather than fail at once:
             # failing would offer the call straight back, again and again, until the link returns
             await self.ami.wait_connected(offer.ring_timeout)
+            current = self.router.call(offer.call_id)
+            if current is None or current.offer_id != offer.offer_id:
+                self.legs.pop(channel_id, None)  # withdrawn or given up while the link was down
+                return
             if dial_out:
                 # agent first: once the agent answers, cc-dialout-agent dials the customer
                 label = dial_out.get("label") or offer.queue
@@ -377,6 +382,7 @@ class AcdShell:
             self.apply(self.router.adopt_connected(leg.call_id, leg.queue, leg.agent_id, now,
                                                    answered_at=leg.answered_at,
                                                    offers_made=int(leg.offer_id.rpartition("/")[2] or 0)))
+            leg.routed = True
             return True
         except RoutingError as exc:
             log.info("call %s bridged to agent %s followed outside the router: %s", leg.call_id, leg.agent_id, exc)
