@@ -65,9 +65,11 @@ def running_engine(asterisk: AsteriskInstance, config_path: Path, log_path: Path
     """The engine as a subprocess for one test; it must shut down cleanly afterwards."""
     proc = EngineProcess(config_path, log_path)
     proc.start()
-    yield proc
-    exit_code = proc.stop()
-    _wait_no_channels(asterisk)
+    try:
+        yield proc
+    finally:  # also when the test's own code raised inside a ``with``: never leave an engine behind
+        exit_code = proc.stop()
+        _wait_no_channels(asterisk)
     assert exit_code in (0, None), f"engine did not shut down cleanly ({exit_code}):\n{proc.log_tail()}"
 
 

@@ -87,20 +87,31 @@ class EngineProcess:
         self.api("POST", f"/api/agents/{agent_id}/login", {"queues": list(queues)} if queues else {})
 
     def events(self, call_id: str | None = None) -> list[dict]:
-        return read_events(self.db, call_id=call_id)
+        # all of them: the session's database outgrows read_events' default page of 1000
+        return read_events(self.db, call_id=call_id, limit=10_000_000)
 
     def wait_for_event(self, kind: str, *, call_id: str | None = None, timeout: float = 20.0, after: int = 0,
                        **match) -> dict:
         """The first event of ``kind`` (with id > ``after``) whose columns equal ``match``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for row in self.events(call_id):
-                if row["id"] > after and row["kind"] == kind and all(row.get(k) == v for k, v in match.items()):
+            for row in self._rows(kind, call_id=call_id, after=after):
+                if all(row.get(k) == v for k, v in match.items()):
                     return row
             time.sleep(0.2)
         raise AssertionError(f"no {kind!r} event {match} for call {call_id} within {timeout} s; have: "
                              f"{[(r['kind'], r['call_id'], r['agent_id']) for r in self.events(call_id)][-30:]}"
                              f"\nengine log:\n{self.log_tail()}")
+
+    def _rows(self, kind: str, *, call_id: str | None = None, after: int = 0) -> list[dict]:
+        """Every event of ``kind`` (of one call) after id ``after``, oldest first, however many
+        the session's shared database holds (``events()`` stops at its first 1000)."""
+        t = events_table.c
+        query = select(events_table).where(t.kind == kind, t.id > after).order_by(t.id)
+        if call_id is not None:
+            query = query.where(t.call_id == call_id)
+        with self.db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def events_since(self, since: float, *kinds: str) -> list[dict]:
         """Every event at or after ``since`` (of these kinds), oldest first: the session's database
@@ -116,8 +127,8 @@ class EngineProcess:
         """The call id of the (only) call from ``caller_number``; tests give every caller its own."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for row in self.events():
-                if row["kind"] == "call_arrived" and row["data"].get("caller") == caller_number:
+            for row in self._rows("call_arrived"):
+                if row["data"].get("caller") == caller_number:
                     return row["call_id"]
             time.sleep(0.2)
         raise AssertionError(f"no call from {caller_number} within {timeout} s\nengine log:\n{self.log_tail()}")
