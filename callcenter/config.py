@@ -123,7 +123,12 @@ class Settings(BaseModel):
     # the supervisor's wallboard (colour thresholds, push interval)
     wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
     redis_url: str | None = Field(None, pattern=r"^rediss?://[^\s]+$",
-                                  description="shared live state (several engines); /api/health reports it")
+                                  description="shared live state: engines with the same Redis serve the same "
+                                              "queues (offers claimed there first); /api/health reports it")
+    engine_name: str = Field("engine1", pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,23}$",
+                             description="this engine among those sharing a Redis: each needs its own")
+    redis_prefix: str = Field("cc:", pattern=r"^[A-Za-z0-9_{}:.-]{1,32}$",
+                              description="keys in Redis start with it ({cc}: on Redis Cluster)")
 
     # reports and live figures (docs/kpi.md)
     time_zone: str = Field("UTC", description="IANA zone of report intervals and of 'today' in live figures")

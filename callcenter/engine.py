@@ -18,6 +18,7 @@ from callcenter.acd.call_control import CallControl
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
 from callcenter.acd.model import AgentState, Event, MaxWait
 from callcenter.acd.router import Router, RoutingError
+from callcenter.acd.resync import parse_variables
 from callcenter.acd.resyncer import Resyncer
 from callcenter.acd.shell import AcdShell
 from callcenter.acd.steps import Steps
@@ -47,6 +48,9 @@ from callcenter.ivr.interpreter import Lookup, LookupStatus
 from callcenter.ivr.library import FlowLibrary
 from callcenter.kpi.web import KpiApi
 from callcenter.runtime import BackgroundTasks
+from callcenter import shared
+from callcenter.shared.claims import RedisClaims
+from callcenter.shared.offers import SharedOffers
 from callcenter.storage import make_engine
 from callcenter.web.api import ApiError, ApiRoot, JsonApi, TextReply
 from callcenter import __version__
@@ -79,6 +83,8 @@ ANNOUNCE_TICK_SECONDS = 1.0
 HANDLED_KEPT = 10_000
 # event kinds counted since the engine started, for /metrics (Prometheus counters)
 COUNTED_KINDS = {"offered": "offers", "ring_no_answer": "rona", "answered": "answered", "abandoned": "abandoned"}
+# A shared offer's claim outlives its ring by this much (Originate's answer, the hang-up's event).
+SHARED_CLAIM_MARGIN = 15.0
 
 
 class UnknownAgent(LookupError):
@@ -194,6 +200,17 @@ class Engine:
         self._announce_task: asyncio.Task | None = None
         self._wallboard_task: asyncio.Task | None = None
         self.crm: CustomerDirectory | None = None  # once the CRM tables are migrated (start)
+        # Engines with the same Redis serve the same queues: offers are claimed there first.
+        self.shared: SharedOffers | None = None
+        self._redis = None
+        self._shared_task: asyncio.Task | None = None
+        if settings.redis_url:
+            self._redis = shared.connect(settings.redis_url)
+            claims = RedisClaims(self._redis, prefix=settings.redis_prefix, engine_id=settings.engine_name)
+            self.shared = SharedOffers(claims, ring_ttl=settings.ring_timeout + SHARED_CLAIM_MARGIN)
+            self.shared.on_agent_elsewhere = self._agent_logged_in_elsewhere
+            self.acd.share(self.shared)
+            self.acd.observers.append(self._share_agent_state)
         self._stopping = False
         self._web_port = None
 
@@ -210,8 +227,14 @@ class Engine:
         self.desktop.crm = self.crm
         await self.agi.start(self.settings.agi_host, self.settings.agi_port)
         self._start_web()
-        await self.ami.connect()
         loop = asyncio.get_running_loop()
+        if self.shared is not None:
+            try:  # who else is logged in where, before the first login here is accepted
+                await self.shared.refresh()
+            except shared.SharedStateUnavailable as exc:
+                log.warning("shared store not reachable at start; serving alone until it is: %s", exc)
+            self._shared_task = loop.create_task(self.shared.run(), name="shared state")
+        await self.ami.connect()
         self._heartbeat_task = loop.create_task(self._heartbeat(), name="heartbeat")
         self._flows_task = loop.create_task(self._watch_flows(), name="watch flows")
         self._announce_task = loop.create_task(self._announce_positions(), name="announcements")
@@ -230,7 +253,7 @@ class Engine:
         # From here on Asterisk's events change nothing: no offer is made while stopping.
         self._stopping = True
         for task in (self._heartbeat_task, self._flows_task, self._announce_task, self._dialer_task,
-                     self._wallboard_task):
+                     self._wallboard_task, self._shared_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -253,6 +276,11 @@ class Engine:
         await self.desktop.close()
         await self.acd.close()
         await self._tasks.close()
+        if self.shared is not None:
+            await self.shared.release_unanswered()  # the other engines offer those callers at once
+            await self.shared.close()
+        if self._redis is not None:
+            await self._redis.aclose()
         self.ami.close()
         self.events.record("engine_stopped")
         await self.events.close()
@@ -304,7 +332,7 @@ class Engine:
         elif name == "HangupRequest":
             self.acd.hangup_requested(uniqueid)
         elif name == "BridgeEnter":
-            self.acd.leg_bridged(uniqueid)
+            self.acd.leg_bridged(uniqueid, parse_variables(event).get("CC_OFFER", "").strip())
         elif name == "ChanSpyStart":
             self.supervision.spy_started(event.get("SpyerUniqueid", ""), event.get("SpyeeChannel", ""))
         elif name == "UserEvent":
@@ -322,21 +350,26 @@ class Engine:
         elif kind == "CCDialOutEnd":
             self.acd.dial_out_ended(uniqueid, event.get("DialStatus", ""))
         elif kind == "CCCallbackAccepted":  # digits only (FILTER in the dialplan), from the caller's channel
-            self._tasks.spawn(self.callbacks.accept_from_hold(uniqueid, event.get("Number", "")),
-                              f"callback {uniqueid}")
+            self._tasks.spawn(self._accept_callback(uniqueid, event.get("Number", "")), f"callback {uniqueid}")
         elif kind == "CCCallbackDeclined":
             self.callbacks.declined(uniqueid)
         elif kind == "CCAnnounced":  # the hold loop has said what announce_due asked for
-            self.events.record("announce_played", call_id=uniqueid,
-                               data={"position": event.get("Position", ""), "minutes": event.get("Minutes", "")})
+            self.acd.record("announce_played", call_id=uniqueid, seen_by_all=True,
+                            data={"position": event.get("Position", ""), "minutes": event.get("Minutes", "")})
         elif kind == "CCTransferFailed":
-            self.events.record("transfer_failed", call_id=uniqueid, data={"dial_status": event.get("DialStatus", "")})
+            self.acd.record("transfer_failed", call_id=uniqueid, data={"dial_status": event.get("DialStatus", "")},
+                            seen_by_all=True)
         elif kind == "CCStaleAnswer":
-            self.events.record("stale_answer", call_id=event.get("CallID"), agent_id=event.get("Agent"))
+            self.acd.record("stale_answer", call_id=event.get("CallID"), agent_id=event.get("Agent"), seen_by_all=True)
         elif kind == "CCFallback":
             reason = event.get("Reason", "")
-            self.events.record("fallback", call_id=uniqueid, data={"reason": reason})
+            self.acd.record("fallback", call_id=uniqueid, data={"reason": reason}, seen_by_all=True)
             self.acd.caller_left(uniqueid, f"fallback:{reason}")
+
+    async def _accept_callback(self, call_id: str, number: str) -> None:
+        if self.shared is not None and not await self.shared.once(f"callback:{call_id}", ttl=3600):
+            return  # another engine sharing the queue took the request
+        await self.callbacks.accept_from_hold(call_id, number)
 
     def _caller_waiting(self, call_id: str, event) -> None:
         channel = event.get("Channel", "")
@@ -445,6 +478,20 @@ class Engine:
         if name is not None:
             self.counters[name] += 1
 
+    def _share_agent_state(self, effect) -> None:
+        """Own agents' states go to the shared registry (other engines refuse their logins)."""
+        if isinstance(effect, Event) and effect.kind == "agent_state" and effect.agent_id and self.shared is not None:
+            agent = self.router.agent(effect.agent_id)
+            self.shared.agent_state(effect.agent_id, effect.data["state"], agent.queues if agent else ())
+
+    def _agent_logged_in_elsewhere(self, agent_id: str, engine: str) -> None:
+        """Two engines let one agent in within the same second: the first login stands."""
+        log.warning("agent %s was logged in on engine %s first: logging them out here", agent_id, engine)
+        try:
+            self.control_agent("logout", agent_id)
+        except RoutingError as exc:  # on a call here: that call ends first, then the next refresh tries again
+            log.warning("agent %s not logged out here: %s", agent_id, exc)
+
     def _note_handled(self, effect) -> None:
         if isinstance(effect, Event) and effect.kind == "ended" and effect.call_id:
             self._handled[effect.call_id] = (effect.queue, effect.agent_id)
@@ -492,6 +539,9 @@ class Engine:
             raise UnknownAgent(f"no agent {agent_id} in settings.agents")
         now = time.time()
         if verb == "login":
+            elsewhere = self.shared.logged_in_elsewhere(agent_id) if self.shared is not None else None
+            if elsewhere is not None:
+                raise RoutingError(f"agent {agent_id} is logged in on engine {elsewhere}; log out there first")
             profile = self.routing.agents.get(agent_id)
             if queues is None and profile is None:
                 raise RoutingError(f"agent {agent_id} has no entry in {self.routing.source}; give the queues to serve")

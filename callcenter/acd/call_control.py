@@ -111,7 +111,7 @@ class CallControl:
         self._end_hold(call.call_id, "transferred")
         # The router first: this agent's part ends now, so the caller can be queued afresh when
         # it reaches the hold loop, and the agent leg's hangup is no longer this call's end.
-        self.shell.legs.pop(leg, None)
+        self.shell.drop_leg(leg)
         self.shell.events.record("transferred", call_id=call.call_id, queue=call.queue, agent_id=agent_id,
                                  data={"to_queue": target_queue, "to_agent": to_agent})
         self.shell.apply(self.router.call_ended(call.call_id, now, by="transfer"))

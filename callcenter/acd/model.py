@@ -34,6 +34,9 @@ class CallState(str, enum.Enum):
     WAITING = "waiting"  # in its queue, no offer outstanding
     RINGING = "ringing"  # one offer outstanding; the caller still hears hold music
     CONNECTED = "connected"
+    # Another engine sharing the queues (through Redis) holds an offer for it or is connected to
+    # it: not offered here until that engine lets it go.
+    ELSEWHERE = "elsewhere"
 
 
 # Offer failures the shell may report; each becomes the agent's pause reason and an event kind.

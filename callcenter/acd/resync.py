@@ -29,7 +29,8 @@ from callcenter.acd.model import Call, CallState
 # The hold loop and the subroutines it calls while the caller still waits.
 HOLD_CONTEXTS = frozenset({"cc-hold", "cc-announce", "cc-callback-offer"})
 CHANNEL_STATE_UP = 6
-LEG_ID = re.compile(r"^(?P<call>.+)-o(?P<n>\d+)$")
+# An agent leg's uniqueid (acd.shell.leg_id): "<call id>-o<n>", then ".<engine>" when engines share queues.
+LEG_ID = re.compile(r"^(?P<call>.+)-o(?P<n>\d+)(?:\.(?P<engine>[A-Za-z][A-Za-z0-9_-]*))?$")
 
 
 @dataclass(frozen=True)
@@ -127,24 +128,34 @@ def waiting_caller(channel: LiveChannel) -> WaitingCaller | None:
                          channel.channel, channel.caller_number, channel.caller_name)
 
 
-def agent_leg(channel: LiveChannel, queues_by_call: Mapping[str, str]) -> AgentLegSeen | None:
+def parse_leg_id(uniqueid: str) -> tuple[str, str, str] | None:
+    """(call id, offer id, engine name or "") of an agent leg's uniqueid; None for any other channel."""
+    match = LEG_ID.match(uniqueid)
+    if match is None:
+        return None
+    return match["call"], f"{match['call']}/{match['n']}", match["engine"] or ""
+
+
+def agent_leg(channel: LiveChannel, queues_by_call: Mapping[str, str], engine: str = "") -> AgentLegSeen | None:
+    """The agent leg ``channel`` is, if it is one of this engine's (``engine``: its name when
+    engines share queues). Another engine's legs are that engine's business."""
     match = LEG_ID.match(channel.uniqueid)
     call_id, agent_id = channel.var("CC_CALLID"), channel.var("CC_AGENT")
-    if match is None or not agent_id or call_id != match["call"]:
+    if match is None or not agent_id or call_id != match["call"] or (match["engine"] or "") != engine:
         return None
     return AgentLegSeen(channel.uniqueid, f"{match['call']}/{match['n']}", call_id, agent_id,
                         connected=channel.state == CHANNEL_STATE_UP, queue=queues_by_call.get(call_id, ""))
 
 
 def plan_resync(channels: Iterable[LiveChannel], calls: Iterable[Call], watched_legs: Iterable[str],
-                *, gone_since_read: Iterable[str] = ()) -> ResyncPlan:
+                *, gone_since_read: Iterable[str] = (), engine: str = "") -> ResyncPlan:
     """Compare the live channels with the router's calls (and the agent legs the shell watches).
     ``gone_since_read`` are uniqueids hung up after the channels were read: they are not adopted."""
     gone = set(gone_since_read)
     live = [c for c in channels if c.uniqueid not in gone]
     callers = {c.uniqueid: c for c in live if c.var("CC_CALLID") == c.uniqueid}
     queues_by_call = {uid: c.var("CC_QUEUE") for uid, c in callers.items()}
-    legs = {leg.uniqueid: leg for c in live if (leg := agent_leg(c, queues_by_call)) is not None}
+    legs = {leg.uniqueid: leg for c in live if (leg := agent_leg(c, queues_by_call, engine)) is not None}
     legs_by_offer = {leg.offer_id: leg for leg in legs.values()}
     watched = set(watched_legs)
     plan = ResyncPlan()

@@ -95,7 +95,8 @@ class Resyncer:
         raise AssertionError("unreachable")
 
     def _plan(self, channels: list[LiveChannel]) -> ResyncPlan:
-        return plan_resync(channels, list(self.acd.router.calls()), self.acd.legs, gone_since_read=self._gone or ())
+        return plan_resync(channels, list(self.acd.router.calls()), self.acd.legs, gone_since_read=self._gone or (),
+                           engine=self.acd.engine_tag)
 
     def _carry_out(self, plan: ResyncPlan, answered: dict[str, float]) -> None:
         for waiting in plan.adopt_waiting:

@@ -534,6 +534,50 @@ class Router:
         effects.append(self._set_state(agent, AgentState.AVAILABLE, now, keep_idle_since=True))
         return effects + self._serve_agent(agent, now, "agent_available") + self._settle(now)
 
+    # ---- several engines on shared queues ------------------------------------------------
+
+    def offer_claimed_elsewhere(self, offer_id: str, now: float) -> list[Effect]:
+        """Another engine holds the call (its claim in the shared store came first): no leg was
+        made, so the offer is simply undone and the agent, blameless, takes other work. The
+        call is not offered here until that engine lets it go (``released_elsewhere``) or, at
+        the latest, a ring timeout from now, when it is tried again. No event: the holder logs."""
+        call = self._offers.get(offer_id)
+        if call is None:
+            return []
+        agent = self._agent_of(call)
+        self._cancel_offer(call, agent)
+        call.state = CallState.ELSEWHERE
+        retry = StartTimer(f"elsewhere:{call.call_id}", now + self.ring_timeout)
+        back = self._set_state(agent, AgentState.AVAILABLE, now, keep_idle_since=True)
+        return [retry, back, *self._serve_agent(agent, now, "agent_available"), *self._settle(now)]
+
+    def released_elsewhere(self, call_id: str, now: float) -> list[Effect]:
+        """The engine that held the call let it go unanswered: it is back in its place here and
+        offered at once. Ignored unless the call is held elsewhere."""
+        call = self._calls.get(call_id)
+        if call is None or call.state is not CallState.ELSEWHERE:
+            return []
+        return self._requeue(call, now)
+
+    def served_elsewhere(self, call_id: str, now: float) -> list[Effect]:
+        """The caller was bridged to another engine's agent: that engine follows the call from
+        here on, and this router forgets it (``served_elsewhere``, the one event). An offer of
+        ours still ringing for it (both rang while the shared store was away) is withdrawn, its
+        agent blameless. Ignored for a call connected here."""
+        call = self._calls.get(call_id)
+        if call is None or call.state is CallState.CONNECTED:
+            return []
+        del self._calls[call_id]
+        served = Event("served_elsewhere", call_id, call.queue, None, {"wait": now - call.enqueued_at})
+        if call.state is CallState.WAITING:
+            self._remove_waiting(call)
+        if call.state is not CallState.RINGING:
+            return [served, *self._settle(now)]
+        agent = self._agent_of(call)
+        cancel = self._cancel_offer(call, agent)
+        back = self._set_state(agent, AgentState.AVAILABLE, now, keep_idle_since=True)
+        return [cancel, served, back, *self._serve_agent(agent, now, "agent_available"), *self._settle(now)]
+
     def adopt_connected(self, call_id: str, queue: str, agent_id: str, now: float, *,
                         answered_at: float | None = None, enqueued_at: float | None = None,
                         attrs: dict[str, Any] | None = None, offers_made: int = 0) -> list[Effect]:
@@ -605,7 +649,7 @@ class Router:
         if call is None or call.state is CallState.CONNECTED:
             return None
         call.attrs["dial_out"] = dict(dial_out)
-        if call.state is CallState.WAITING:
+        if call.state is not CallState.RINGING:
             return []
         agent = self._agent_of(call)
         cancel = self._cancel_offer(call, agent)
@@ -632,7 +676,7 @@ class Router:
         """The caller hung up. A ringing offer is cancelled and its agent returns to available
         with its idle time intact (ringing is not work). Unknown call ids are ignored."""
         call = self._calls.get(call_id)
-        if call is not None and call.state is not CallState.CONNECTED:
+        if call is not None and call.state in (CallState.WAITING, CallState.RINGING):
             self._stats[call.queue].abandoned(now - call.queue_entered_at)
         return self._leave(call_id, now, Event("abandoned", call_id, None, None, {}))
 
@@ -686,6 +730,8 @@ class Router:
         if call.state is CallState.CONNECTED:
             return self.call_ended(call_id, now)
         del self._calls[call_id]
+        if call.state is CallState.ELSEWHERE:
+            return []  # the engine holding it logs how it ended
         left = Event(
             template.kind, call.call_id, call.queue, call.agent_id,
             {**template.data, "wait": now - call.enqueued_at, "stage": call.state.value},
@@ -709,6 +755,8 @@ class Router:
             return self._step_due(subject, now)
         if kind == "maxwait":
             return self._max_wait_due(subject, now)
+        if kind == "elsewhere":
+            return self.released_elsewhere(subject, now)
         raise RoutingError(f"unknown timer {key!r}")
 
     def _step_due(self, call_id: str, now: float) -> list[Effect]:
@@ -728,8 +776,8 @@ class Router:
         limit = self._max_wait_of(call)
         if limit is None or call.queue_entered_at + limit.seconds > now:
             return []  # reconfigured since the timer was armed; the new timer stands
-        if call.state is CallState.RINGING:
-            call.max_wait_due = True  # let the ring finish; act if the offer fails
+        if call.state is not CallState.WAITING:
+            call.max_wait_due = True  # let the ring finish (here or elsewhere); act if it comes back
             return []
         return self._max_wait_action(call, now) + self._settle(now)
 

@@ -23,12 +23,13 @@ from typing import Any
 from callcenter.acd.announcements import AnnouncementPlan, AnnouncementSchedule, announcement
 from callcenter.acd.model import (Call, CallState, CancelOffer, Divert, Effect, Event, MaxWait, Offer, RoutingError,
                                   StartTimer)
-from callcenter.acd.resync import AgentLegSeen, ResyncPlan
+from callcenter.acd.resync import AgentLegSeen, ResyncPlan, parse_leg_id
 from callcenter.acd.router import Router
 from callcenter.acd.steps import Steps
 from callcenter.asterisk.ami import AmiClient, AmiConnectionLost, AmiError, AmiNotConnected
 from callcenter.events.log import EventLog
 from callcenter.runtime import BackgroundTasks
+from callcenter.shared.offers import AGENT_TAKEN, CALL_TAKEN, SharedOffers
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,12 @@ FAILURE_REASONS = {3: "ring-no-answer", 5: "busy"}
 DIAL_OUTCOMES = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "no_answer"}
 CALLER_NUMBER = re.compile(r"[^0-9+*#]")
 MAX_CALLER_NAME = 80  # a caller ID name is whatever the trunk sent: kept as text, cut to a sane length
+CALLER_EVENT_COUNTS_KEPT = 100_000  # (call, kind) counters behind shared event keys, oldest forgotten
+# How a caller left the queue: logged by every engine that followed it, the ringing one with its agent.
+CALLER_EXITS = frozenset({"abandoned", "exited"})
+# Another engine's agent leg for a waiting call hung up: that engine gives its claim back just
+# after, so the call is offered here a moment later rather than refused and parked a ring timeout.
+FOREIGN_RELEASE_DELAY = 0.3
 
 
 @dataclass
@@ -62,9 +69,10 @@ def dial_outcome(dial_status: str) -> str:
     return DIAL_OUTCOMES.get((dial_status or "").strip().upper(), "failed")
 
 
-def leg_id(offer_id: str) -> str:
-    """The Asterisk uniqueid we give an offer's agent leg (offer ids are 'call/n')."""
-    return offer_id.replace("/", "-o")
+def leg_id(offer_id: str, engine: str = "") -> str:
+    """The Asterisk uniqueid we give an offer's agent leg (offer ids are 'call/n'). Engines
+    sharing queues add their name, so their legs never share an id (see acd.resync.LEG_ID)."""
+    return offer_id.replace("/", "-o") + (f".{engine}" if engine else "")
 
 
 class AcdShell:
@@ -82,16 +90,40 @@ class AcdShell:
         # Told of every effect after the shell has acted on it (the agent desktop follows offers,
         # answers and ends this way); an observer must not raise and must not block.
         self.observers: list[Callable[[Effect], None]] = []
+        # Several engines on shared queues (Redis): offers are claimed before they ring. None:
+        # this engine serves its queues alone.
+        self.shared: SharedOffers | None = None
+        # offer id -> its Offer and "offered" event, held from the observers and the log until claimed
+        self._held_offered: dict[str, list[Effect]] = {}
+        self._caller_event_counts: dict[tuple[str, str], int] = {}
+
+    def share(self, shared: SharedOffers) -> None:
+        """Serve the queues together with other engines, through ``shared``."""
+        self.shared = shared
+
+    @property
+    def engine_tag(self) -> str:
+        return self.shared.engine if self.shared is not None else ""
+
+    def _leg_id(self, offer_id: str) -> str:
+        return leg_id(offer_id, self.engine_tag)
 
     # ------------------------------------------------------------------ inputs
     def apply(self, effects: Iterable) -> None:
         for effect in effects:
+            if self.shared is not None and (isinstance(effect, Offer) or (
+                    isinstance(effect, Event) and effect.kind == "offered")):
+                # Shared queues: an offer is news (its event, the agent's screen) only once its
+                # claim is ours; until then it may yet be another engine's call.
+                offer_id = effect.offer_id if isinstance(effect, Offer) else effect.data["offer_id"]
+                self._held_offered.setdefault(offer_id, []).append(effect)
+                if isinstance(effect, Offer):
+                    self._start_ring(effect)
+                continue
             if isinstance(effect, Event):
-                self.events.record(effect.kind, call_id=effect.call_id, queue=effect.queue,
-                                   agent_id=effect.agent_id, data=effect.data)
+                self._record(effect)
             elif isinstance(effect, Offer):
-                self.legs[leg_id(effect.offer_id)] = AgentLeg(effect.offer_id, effect.call_id, effect.agent_id)
-                self._tasks.spawn(self._ring(effect), f"offer {effect.offer_id}")
+                self._start_ring(effect)
             elif isinstance(effect, CancelOffer):
                 self._tasks.spawn(self._withdraw(effect), f"cancel {effect.offer_id}")
             elif isinstance(effect, Divert):
@@ -100,11 +132,59 @@ class AcdShell:
                 self._arm(effect)
             else:  # a new effect type the shell does not know yet is a programming error, loudly
                 log.error("unknown ACD effect %r", effect)
-            for observe in self.observers:
-                try:
-                    observe(effect)
-                except Exception:
-                    log.exception("ACD observer failed on %r", effect)
+            self._tell_observers(effect)
+
+    def _tell_observers(self, effect: Effect) -> None:
+        for observe in self.observers:
+            try:
+                observe(effect)
+            except Exception:
+                log.exception("ACD observer failed on %r", effect)
+
+    def _start_ring(self, offer: Offer) -> None:
+        self.legs[self._leg_id(offer.offer_id)] = AgentLeg(offer.offer_id, offer.call_id, offer.agent_id)
+        self._tasks.spawn(self._ring(offer), f"offer {offer.offer_id}")
+
+    def _record(self, event: Event) -> None:
+        # What the router says of a caller alone (queued, step changes, abandoned while waiting),
+        # and how the caller left, every engine sharing the queues says alike; what involves an
+        # agent, only that agent's engine.
+        agent_id, data = event.agent_id, event.data
+        if event.kind in CALLER_EXITS and agent_id is not None and self._claim_pending(event.call_id):
+            # the offer never rang (its claim had not answered): the caller left a waiting call
+            agent_id, data = None, {**data, "stage": "waiting"}
+        self.record(event.kind, call_id=event.call_id, queue=event.queue, agent_id=agent_id,
+                    data=data, seen_by_all=agent_id is None or event.kind in CALLER_EXITS)
+
+    def _claim_pending(self, call_id: str | None) -> bool:
+        return any(isinstance(effect, Offer) and effect.call_id == call_id
+                   for effects in self._held_offered.values() for effect in effects)
+
+    def record(self, kind: str, *, call_id: str | None = None, queue: str | None = None,
+               agent_id: str | None = None, data: dict | None = None, seen_by_all: bool = False) -> None:
+        """Log an event. ``seen_by_all``: every engine sharing the queues logs it too (it comes
+        from the caller's own channel); it then carries a key all of them give alike, so the
+        database stores it once. Alone, an engine logs it as usual."""
+        key = None
+        if self.shared is not None and call_id and seen_by_all:
+            count_key = (call_id, kind)
+            count = self._caller_event_counts[count_key] = self._caller_event_counts.get(count_key, 0) + 1
+            if len(self._caller_event_counts) > CALLER_EVENT_COUNTS_KEPT:
+                del self._caller_event_counts[next(iter(self._caller_event_counts))]
+            key = f"{call_id}:{kind}:{count}"
+        self.events.record(kind, call_id=call_id, queue=queue, agent_id=agent_id, data=data, key=key)
+
+    def drop_leg(self, uniqueid: str) -> AgentLeg | None:
+        """Stop following an agent leg; its offer's claim, if shared, is given back."""
+        leg = self.legs.pop(uniqueid, None)
+        if leg is not None:
+            self._release(leg.offer_id)
+        return leg
+
+    def _release(self, offer_id: str) -> None:
+        self._held_offered.pop(offer_id, None)
+        if self.shared is not None:
+            self._tasks.spawn(self.shared.release(offer_id), f"release {offer_id}")
 
     def caller_waiting(self, call_id: str, queue: str, priority: int, caller_channel: str,
                        caller_number: str, enqueued_at: float | None = None, *, steps: Steps | None = None,
@@ -154,11 +234,20 @@ class AcdShell:
         if leg is not None:
             leg.answered = True
 
-    def leg_bridged(self, uniqueid: str) -> None:
+    def leg_bridged(self, uniqueid: str, caller_offer: str = "") -> None:
+        """A channel entered a bridge: one of our agent legs, or a caller (``caller_offer``: the
+        caller's CC_OFFER, the agent leg the dialplan let through to it)."""
         leg = self.legs.get(uniqueid)
+        if leg is None and self.shared is not None:
+            if caller_offer not in self.legs:
+                # a caller of the shared queues bridged by another engine's agent
+                self.apply(self.router.served_elsewhere(uniqueid, self.clock()))
+            return
         if leg is None or leg.bridged:
             return
         leg.bridged = True
+        if self.shared is not None:
+            self._tasks.spawn(self.shared.connected(leg.offer_id), f"connected {leg.offer_id}")
         effects = self.router.offer_answered(leg.offer_id, self.clock())
         if not effects:
             # The router had already withdrawn this offer; the dialplan's offer check should have
@@ -179,7 +268,7 @@ class AcdShell:
         if outcome == "answered" or leg.bridged:
             self._ended_by.setdefault(leg.call_id, "caller")
             return
-        del self.legs[uniqueid]
+        self.drop_leg(uniqueid)
         self.apply(self.router.dial_out_failed(leg.offer_id, outcome, self.clock()))
 
     def hangup_requested(self, uniqueid: str) -> None:
@@ -195,6 +284,11 @@ class AcdShell:
     def channel_hung_up(self, uniqueid: str) -> None:
         leg = self.legs.get(uniqueid)
         now = self.clock()
+        if leg is None and self.shared is not None and (seen := parse_leg_id(uniqueid)) is not None:
+            if seen[2] != self.engine_tag:  # another engine's offer ended: its call may come back
+                # the router's own retry timer for the call, brought forward
+                self._arm(StartTimer(f"elsewhere:{seen[0]}", now + FOREIGN_RELEASE_DELAY))
+            return
         if leg is None:
             # the caller's own channel (its uniqueid is the call id): the end of the call, whatever
             # stage it was in; unknown channels are ignored by the router. A caller who chose to be
@@ -207,10 +301,10 @@ class AcdShell:
             return
         if not leg.answered:
             if leg.uncertain:  # no OriginateResponse will come for it: why it ended is unknown
-                del self.legs[uniqueid]
+                self.drop_leg(uniqueid)
                 self.apply(self.router.offer_lost(leg.offer_id, now))
             return  # otherwise never picked up: _ring removes it once OriginateResponse says why
-        del self.legs[uniqueid]
+        self.drop_leg(uniqueid)
         if leg.bridged:
             by = self._ended_by.pop(leg.call_id, "agent")
             effects = self.router.call_ended(leg.call_id, now, by=by)
@@ -227,9 +321,11 @@ class AcdShell:
     # ------------------------------------------------------------------ effects
     async def _ring(self, offer: Offer) -> None:
         call = self.router.call(offer.call_id)
-        channel_id = leg_id(offer.offer_id)
+        channel_id = self._leg_id(offer.offer_id)
         if call is None:
-            self.legs.pop(channel_id, None)
+            self.drop_leg(channel_id)
+            return
+        if self.shared is not None and not await self._claim(offer, channel_id):
             return
         caller_channel = call.attrs.get("caller_channel", "")
         number = call.attrs.get("caller_number") or "anonymous"
@@ -240,7 +336,7 @@ class AcdShell:
             await self.ami.wait_connected(offer.ring_timeout)
             current = self.router.call(offer.call_id)
             if current is None or current.offer_id != offer.offer_id:
-                self.legs.pop(channel_id, None)  # withdrawn or given up while the link was down
+                self.drop_leg(channel_id)  # withdrawn or given up while the link was down
                 return
             if dial_out:
                 # agent first: once the agent answers, cc-dialout-agent dials the customer
@@ -273,7 +369,7 @@ class AcdShell:
         except AmiNotConnected as exc:
             # nothing was sent: the offer never rang, which is not the agent's fault
             log.warning("offer %s to agent %s not sent: %s", offer.offer_id, offer.agent_id, exc)
-            leg = self.legs.pop(channel_id, None)
+            leg = self.drop_leg(channel_id)
             if leg is not None and not leg.answered:
                 self.apply(self.router.offer_lost(offer.offer_id, self.clock()))
             return
@@ -286,11 +382,39 @@ class AcdShell:
             reason = "unreachable"
         leg = self.legs.get(channel_id)
         if reason is not None and leg is not None and not leg.answered:
-            del self.legs[channel_id]
+            self.drop_leg(channel_id)
             self.apply(self.router.offer_failed(offer.offer_id, reason, self.clock()))
 
+    async def _claim(self, offer: Offer, channel_id: str) -> bool:
+        """Claim the offer in the shared store before anything rings. False: it is not to ring
+        (another engine holds the call or the agent, or the router withdrew it meanwhile)."""
+        assert self.shared is not None
+        outcome = await self.shared.claim(offer.offer_id, offer.call_id, offer.agent_id)
+        now = self.clock()
+        current = self.router.call(offer.call_id)
+        if current is None or current.offer_id != offer.offer_id:
+            self.drop_leg(channel_id)  # withdrawn while the claim was made (a claim won goes back)
+            return False
+        if outcome in (CALL_TAKEN, AGENT_TAKEN):
+            self.legs.pop(channel_id, None)
+            self._held_offered.pop(offer.offer_id, None)
+            log.debug("offer %s not made: %s", offer.offer_id, outcome)
+            if outcome == CALL_TAKEN:
+                self.apply(self.router.offer_claimed_elsewhere(offer.offer_id, now))
+            else:
+                # The agent is on another engine's call (logged in on both: the registry refuses
+                # that, but a partition may let it through). Paused, visibly, rather than
+                # offered again and again; the call goes back to its place.
+                self.apply(self.router.pause(offer.agent_id, "busy-elsewhere", now))
+            return False
+        for effect in self._held_offered.pop(offer.offer_id, []):
+            if isinstance(effect, Event):
+                self._record(effect)
+            self._tell_observers(effect)
+        return True
+
     async def _withdraw(self, cancel: CancelOffer) -> None:
-        channel_id = leg_id(cancel.offer_id)
+        channel_id = self._leg_id(cancel.offer_id)
         call = self.router.call(cancel.call_id)
         if call is not None and not call.attrs.get("dial_out"):  # the caller is still here (pause/logout while ringing): void the offer
             try:
@@ -298,11 +422,14 @@ class AcdShell:
             except (AmiError, TimeoutError, ConnectionError) as exc:
                 log.info("could not void offer %s on the caller: %s", cancel.offer_id, exc)
         await self._hangup_leg(channel_id)
+        self._release(cancel.offer_id)
 
     async def _divert(self, divert: Divert) -> None:
         """Send the caller from the hold loop to cc-divert (voicemail, fallback), telling the
         dialplan which queue it leaves (it may have overflowed since the IVR set CC_QUEUE)."""
         channel = divert.attrs.get("caller_channel", "")
+        if self.shared is not None and not await self.shared.once(f"divert:{divert.call_id}"):
+            return  # another engine sharing the queue sends this caller on
         try:
             await self.ami.set_channel_var(channel, "CC_QUEUE", divert.queue)
             await self.ami.redirect(channel, "cc-divert", divert.destination)
@@ -347,7 +474,7 @@ class AcdShell:
         for seen in plan.still_ringing:
             self._leg_for(seen).uncertain = True
         for offer_id in plan.lost_offers:
-            self.legs.pop(leg_id(offer_id), None)
+            self.drop_leg(self._leg_id(offer_id))
             self.apply(self.router.offer_lost(offer_id, now))
         for call_id in plan.gone_calls:
             call = self.router.call(call_id)
@@ -356,7 +483,7 @@ class AcdShell:
             self.announcements.remove(call_id)
             if call.state is CallState.CONNECTED:
                 for uniqueid in [u for u, leg in self.legs.items() if leg.call_id == call_id]:
-                    del self.legs[uniqueid]
+                    self.drop_leg(uniqueid)
                 self.apply(self.router.call_ended(call_id, now, by="unknown"))
             else:
                 self.apply(self.router.exit(call_id, "resync:absent", now))

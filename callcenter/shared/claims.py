@@ -20,6 +20,8 @@ Keys (``<p>`` is the prefix, default ``cc:``):
     <p>call:<call_id>          hash    queue, priority, enqueued_at, engine[, caller_channel]
     <p>agents                  set     agent ids in the registry
     <p>agent:<agent_id>        hash    state, queues (comma list), engine, since
+    <p>engine:<engine_id>      string  when the engine last said it is alive  (PX ttl)
+    <p>once:<action>           string  the engine that did a one-off action   (PX ttl)
 
 Scripts find some keys only while they run (the queue a call waits in, the registry's members)
 and build those names from the prefix: correct on one Redis, and on Redis Cluster when the prefix
@@ -131,6 +133,29 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# KEYS: agent hash, agent set. ARGV: agent id, engine, prefix, then the hash's field/value pairs.
+# An entry another live engine holds for an agent it has logged in is not overwritten: its engine's
+# name is returned instead.
+AGENT_STATE_SCRIPT = """
+local holder = redis.call('HGET', KEYS[1], 'engine')
+if holder and holder ~= ARGV[2] and redis.call('HGET', KEYS[1], 'state') ~= 'logged_out'
+   and redis.call('EXISTS', ARGV[3] .. 'engine:' .. holder) == 1 then
+  return holder
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('SADD', KEYS[2], ARGV[1])
+return false
+"""
+
+# KEYS: agent hash, agent set. ARGV: agent id, engine. Only the engine that wrote the entry removes it.
+AGENT_LEFT_SCRIPT = """
+local engine = redis.call('HGET', KEYS[1], 'engine')
+if engine and engine ~= ARGV[2] then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+return redis.call('DEL', KEYS[1])
+"""
+
 # KEYS: queue set, agent set. ARGV: prefix. One consistent read of the whole registry.
 SNAPSHOT_SCRIPT = """
 local prefix = ARGV[1]
@@ -176,6 +201,15 @@ for _, agent in ipairs(wanted.agents) do
 end
 return #wanted.calls + #wanted.agents
 """
+
+
+class AgentHeldElsewhere(Exception):
+    """The agent is logged in on another live engine, whose registry entry stands."""
+
+    def __init__(self, agent_id: str, engine: str):
+        super().__init__(f"agent {agent_id} is logged in on engine {engine}")
+        self.agent_id = agent_id
+        self.engine = engine
 
 
 @dataclass(frozen=True)
@@ -284,6 +318,8 @@ class RedisClaims:
         self._call_left = redis.register_script(CALL_LEFT_SCRIPT)
         self._snapshot = redis.register_script(SNAPSHOT_SCRIPT)
         self._rebuild = redis.register_script(REBUILD_SCRIPT)
+        self._agent_left = redis.register_script(AGENT_LEFT_SCRIPT)
+        self._agent_state = redis.register_script(AGENT_STATE_SCRIPT)
         # (call, agent) of the offers this engine claimed and has not released: release and
         # connected still find the claim keys when the offer's record has expired or was lost,
         # and then compare-and-delete decides, never the record.
@@ -361,6 +397,26 @@ class RedisClaims:
     async def holder_of_agent(self, agent_id: str) -> OfferHolder | None:
         return await self._holder_of(self._key("agent-claim", agent_id))
 
+    @redis_operation
+    async def once(self, action: str, ttl: float) -> bool:
+        """True if this engine is the first to ask for ``action`` within ``ttl`` seconds."""
+        return bool(await self.redis.set(self._key("once", action), self.engine_id, nx=True, px=_ttl_ms(ttl)))
+
+    # ------------------------------------------------------------------ engines
+    @redis_operation
+    async def engine_alive(self, ttl: float) -> None:
+        """This engine is alive for the next ``ttl`` seconds (renewed well before they pass)."""
+        await self.redis.set(self._key("engine", self.engine_id), repr(self.clock()), px=_ttl_ms(ttl))
+
+    @redis_operation
+    async def engines_alive(self, engines: Iterable[str]) -> set[str]:
+        """Which of ``engines`` have said they are alive within their ttl."""
+        names = sorted(set(engines))
+        if not names:
+            return set()
+        present = await self.redis.mget([self._key("engine", name) for name in names])
+        return {name for name, value in zip(names, present) if value is not None}
+
     # ------------------------------------------------------------------ registry
     @redis_operation
     async def call_waiting(self, call_id: str, queue: str, *, priority: int = 0, enqueued_at: float | None = None,
@@ -382,24 +438,28 @@ class RedisClaims:
     @redis_operation
     async def agent_state(self, agent_id: str, state: str, queues: Iterable[str] = (), *,
                           since: float | None = None) -> AgentEntry:
-        """Record the agent's state and queues, as this engine sees them."""
+        """Record the agent's state and queues, as this engine sees them. AgentHeldElsewhere if
+        another live engine has the agent logged in (its entry is kept)."""
         queues = tuple(queues)
         if any("," in queue for queue in queues):
             raise ValueError(f"queue names are stored as a comma list and cannot contain commas: {queues}")
         agent = AgentEntry(agent_id, state, queues, self.engine_id, self.clock() if since is None else since)
-        async with self.redis.pipeline(transaction=True) as transaction:
-            key = self._key("agent", agent_id)
-            transaction.delete(key).hset(key, mapping=_agent_fields(agent)).sadd(self._key("agents"), agent_id)
-            await transaction.execute()
+        holder = await self._agent_state(keys=[self._key("agent", agent_id), self._key("agents")],
+                                         args=[agent_id, self.engine_id, self.prefix, *_flat(_agent_fields(agent))])
+        if holder:
+            # Logged in on another live engine first: that entry stands (this engine's refresh
+            # finds the agent there and logs them out here).
+            log.warning("agent %s is logged in on engine %s: not registered for engine %s",
+                        agent_id, as_text(holder), self.engine_id)
+            raise AgentHeldElsewhere(agent_id, as_text(holder))
         return agent
 
     @redis_operation
     async def agent_left(self, agent_id: str) -> bool:
-        """Take the agent out of the registry (logged out for good). False if it was not in it."""
-        async with self.redis.pipeline(transaction=True) as transaction:
-            transaction.delete(self._key("agent", agent_id)).srem(self._key("agents"), agent_id)
-            deleted, _ = await transaction.execute()
-        return bool(deleted)
+        """Take the agent out of the registry (logged out for good), if this engine wrote the
+        entry: another engine's entry for the agent stays. False if nothing was taken out."""
+        return bool(await self._agent_left(keys=[self._key("agent", agent_id), self._key("agents")],
+                                           args=[agent_id, self.engine_id]))
 
     @redis_operation
     async def snapshot(self) -> SharedSnapshot:
