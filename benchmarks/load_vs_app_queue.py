@@ -14,7 +14,8 @@ Printed for each side:
 
     .venv/bin/python -m benchmarks.load_vs_app_queue [--max-cps 12] [--step-seconds 8] [--parked 100]
 
-Bounded: at most max-cps x step-seconds calls per step, every SIPp run has a time limit. Needs the
+Bounded: at most max-cps x step-seconds calls per step; a caller not done within 90 s counts as
+failed, and every SIPp run has a time limit. Needs the
 ports `callcenter up` uses (stop it first) and the Asterisk root (scripts/install).
 """
 
@@ -40,6 +41,7 @@ from callcenter.sipp import SippCaller, SippPhone, agent_phone, caller_scenario
 
 AGENTS = [str(n) for n in range(1001, 1011)]
 TALK_MS = 2000
+MAX_CALL_SECONDS = 90
 PEER_DID = "5998"
 # the peer's IVR: a prompt, one key (2), then app_queue; the engine's is ivr_flows/main (key 2: support)
 PEER_DIALPLAN = f"""
@@ -121,13 +123,15 @@ def final_counts(stat_file: Path) -> tuple[int, int]:
 async def step(did: str, keys: str, cps: int, seconds: int, workdir: Path, label: str) -> tuple[int, int]:
     calls = cps * seconds
     stat = workdir / f"{label}_stat.csv"
+    # A caller still unanswered (no agent's BYE) after MAX_CALL_SECONDS counts as failed: a
+    # contact center that keeps a caller longer than that at this load is not coping.
     scenario = caller_scenario(keys, caller_number="13955500000", hold_ms=None, answer_wait_ms=300,
-                               play_audio=False, max_wait_for_bye_ms=240_000)
+                               play_audio=False, max_wait_for_bye_ms=MAX_CALL_SECONDS * 1000)
     caller = SippCaller(scenario, local_port=6900, media_port=9900, service=did, name=label, workdir=workdir,
                         keep_files=True, extra_args=["-m", str(calls), "-r", str(cps), "-rp", "1000",
                                                      "-l", str(calls), "-trace_stat", "-stf", str(stat),
                                                      "-fd", "1"])
-    await caller.run(timeout=seconds + 240)
+    await caller.run(timeout=seconds + MAX_CALL_SECONDS + 30)
     return final_counts(stat)
 
 

@@ -48,9 +48,7 @@ from callcenter.ivr.interpreter import Lookup, LookupStatus
 from callcenter.ivr.library import FlowLibrary
 from callcenter.kpi.web import KpiApi
 from callcenter.runtime import BackgroundTasks
-from callcenter import shared
-from callcenter.shared.claims import RedisClaims
-from callcenter.shared.offers import SharedOffers
+from callcenter.shared.link import SharedLink
 from callcenter.storage import make_engine
 from callcenter.web.api import ApiError, ApiRoot, JsonApi, TextReply
 from callcenter import __version__
@@ -83,8 +81,6 @@ ANNOUNCE_TICK_SECONDS = 1.0
 HANDLED_KEPT = 10_000
 # event kinds counted since the engine started, for /metrics (Prometheus counters)
 COUNTED_KINDS = {"offered": "offers", "ring_no_answer": "rona", "answered": "answered", "abandoned": "abandoned"}
-# A shared offer's claim outlives its ring by this much (Originate's answer, the hang-up's event).
-SHARED_CLAIM_MARGIN = 15.0
 
 
 class UnknownAgent(LookupError):
@@ -201,15 +197,12 @@ class Engine:
         self._wallboard_task: asyncio.Task | None = None
         self.crm: CustomerDirectory | None = None  # once the CRM tables are migrated (start)
         # Engines with the same Redis serve the same queues: offers are claimed there first.
-        self.shared: SharedOffers | None = None
-        self._redis = None
-        self._shared_task: asyncio.Task | None = None
+        self.shared: SharedLink | None = None
         if settings.redis_url:
-            self._redis = shared.connect(settings.redis_url)
-            claims = RedisClaims(self._redis, prefix=settings.redis_prefix, engine_id=settings.engine_name)
-            self.shared = SharedOffers(claims, ring_ttl=settings.ring_timeout + SHARED_CLAIM_MARGIN)
-            self.shared.on_agent_elsewhere = self._agent_logged_in_elsewhere
-            self.acd.share(self.shared)
+            self.shared = SharedLink(url=settings.redis_url, prefix=settings.redis_prefix,
+                                     engine_name=settings.engine_name, ring_timeout=settings.ring_timeout,
+                                     db=self.db, events=self.events, control_agent=self.control_agent)
+            self.acd.share(self.shared.offers)
             self.acd.observers.append(self._share_agent_state)
         self._stopping = False
         self._web_port = None
@@ -229,11 +222,7 @@ class Engine:
         self._start_web()
         loop = asyncio.get_running_loop()
         if self.shared is not None:
-            try:  # who else is logged in where, before the first login here is accepted
-                await self.shared.refresh()
-            except shared.SharedStateUnavailable as exc:
-                log.warning("shared store not reachable at start; serving alone until it is: %s", exc)
-            self._shared_task = loop.create_task(self.shared.run(), name="shared state")
+            await self.shared.start()
         await self.ami.connect()
         self._heartbeat_task = loop.create_task(self._heartbeat(), name="heartbeat")
         self._flows_task = loop.create_task(self._watch_flows(), name="watch flows")
@@ -253,7 +242,7 @@ class Engine:
         # From here on Asterisk's events change nothing: no offer is made while stopping.
         self._stopping = True
         for task in (self._heartbeat_task, self._flows_task, self._announce_task, self._dialer_task,
-                     self._wallboard_task, self._shared_task):
+                     self._wallboard_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -277,10 +266,7 @@ class Engine:
         await self.acd.close()
         await self._tasks.close()
         if self.shared is not None:
-            await self.shared.release_unanswered()  # the other engines offer those callers at once
-            await self.shared.close()
-        if self._redis is not None:
-            await self._redis.aclose()
+            await self.shared.stop()
         self.ami.close()
         self.events.record("engine_stopped")
         await self.events.close()
@@ -367,7 +353,7 @@ class Engine:
             self.acd.caller_left(uniqueid, f"fallback:{reason}")
 
     async def _accept_callback(self, call_id: str, number: str) -> None:
-        if self.shared is not None and not await self.shared.once(f"callback:{call_id}", ttl=3600):
+        if self.shared is not None and not await self.shared.offers.once(f"callback:{call_id}", ttl=3600):
             return  # another engine sharing the queue took the request
         await self.callbacks.accept_from_hold(call_id, number)
 
@@ -484,14 +470,6 @@ class Engine:
             agent = self.router.agent(effect.agent_id)
             self.shared.agent_state(effect.agent_id, effect.data["state"], agent.queues if agent else ())
 
-    def _agent_logged_in_elsewhere(self, agent_id: str, engine: str) -> None:
-        """Two engines let one agent in within the same second: the first login stands."""
-        log.warning("agent %s was logged in on engine %s first: logging them out here", agent_id, engine)
-        try:
-            self.control_agent("logout", agent_id)
-        except RoutingError as exc:  # on a call here: that call ends first, then the next refresh tries again
-            log.warning("agent %s not logged out here: %s", agent_id, exc)
-
     def _note_handled(self, effect) -> None:
         if isinstance(effect, Event) and effect.kind == "ended" and effect.call_id:
             self._handled[effect.call_id] = (effect.queue, effect.agent_id)
@@ -531,12 +509,18 @@ class Engine:
         return await asyncio.to_thread(read_events, self.db, call_id=query.get("call_id"), since_id=since)
 
     # ------------------------------------------------------------------ agent control
-    def control_agent(self, verb: str, agent_id: str, *, queues=None, reason=None) -> None:
+    def control_agent(self, verb: str, agent_id: str, *, queues=None, reason=None) -> str | None:
         """login / logout / pause / unpause one agent; RoutingError if the router refuses.
         A login takes the agent's queues and skills from the routing file; ``queues`` narrows
-        or replaces the queues for this session."""
+        or replaces the queues for this session. An agent logged in on another engine sharing
+        the queues is acted on there (the name of that engine is returned)."""
         if agent_id not in self.settings.agents:
             raise UnknownAgent(f"no agent {agent_id} in settings.agents")
+        if self.shared is not None and verb != "login":
+            here = self.router.agent(agent_id)
+            if (here is None or here.state is AgentState.LOGGED_OUT) and (
+                    forwarded_to := self.shared.forward(verb, agent_id, reason)) is not None:
+                return forwarded_to
         now = time.time()
         if verb == "login":
             elsewhere = self.shared.logged_in_elsewhere(agent_id) if self.shared is not None else None
@@ -557,6 +541,7 @@ class Engine:
         else:
             raise ValueError(f"unknown agent verb {verb!r}")
         self.acd.apply(effects)
+        return None
 
     def reload_routing(self) -> dict:
         """Re-read the routing file and apply it without dropping a call. A file with errors,
@@ -652,6 +637,8 @@ class Engine:
         api.add("GET", "/api/queues", lambda **_: self.router.queues_snapshot(now()), role=FLOOR)
         api.add("GET", "/api/agents", lambda **_: self.router.agents_snapshot(now()), role=FLOOR)
         api.add("GET", "/api/events", self._events_endpoint, role=FLOOR)
+        api.add("GET", "/api/shared", lambda **_: self.shared.view() if self.shared is not None else
+                {"engine": self.settings.engine_name, "store_reachable": None, "agents": []}, role=FLOOR)
         api.add("GET", "/api/calls/{call_id}/explain", self._explain_endpoint, role=FLOOR)
         api.add("GET", "/api/flows", lambda **_: self.flows.status())
 
@@ -671,12 +658,13 @@ class Engine:
         def agent_action(verb):
             def handler(agent_id, body, **_):
                 try:
-                    self.control_agent(verb, agent_id, queues=body.get("queues"), reason=body.get("reason"))
+                    forwarded_to = self.control_agent(verb, agent_id, queues=body.get("queues"),
+                                                      reason=body.get("reason"))
                 except UnknownAgent as exc:
                     raise ApiError(404, str(exc)) from None
                 except RoutingError as exc:
                     raise ApiError(409, str(exc)) from None
-                return {"agent": agent_id, "done": verb}
+                return {"agent": agent_id, "done": verb, **({"engine": forwarded_to} if forwarded_to else {})}
             return handler
 
         for verb in AGENT_VERBS:

@@ -14,8 +14,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import (JSON, Column, Engine, Float, Index, Integer, MetaData, String, Table, inspect,
                         select, text)
@@ -23,6 +24,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
+
+RELAY_RETRY_SECONDS = 5
 
 metadata = MetaData()
 
@@ -104,6 +107,12 @@ class EventLog:
         # Called with each event as a row (as read_events gives it, without id) the moment it is
         # recorded: live figures follow the log without reading it back.
         self.listeners: list[Callable[[dict], None]] = []
+        # Engines sharing queues send their events through a relay (a Redis stream that a
+        # consumer stores into this table); a relay that raises is left alone for
+        # RELAY_RETRY_SECONDS and the rows are stored here directly meanwhile (keys make any
+        # row that also comes through the relay later one row).
+        self.relay: Callable[[list[EventRecord]], Awaitable[Any]] | None = None
+        self._relay_down_until = 0.0
         create_events_table(engine)
         self._insert_statement = _insert_once(engine)
 
@@ -144,19 +153,44 @@ class EventLog:
         while self._pending:
             batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
             try:
-                await asyncio.to_thread(self._insert, batch)
-                self.last_write_ok = True
-            except (OperationalError, OSError) as exc:
-                # the database is unreachable or busy: keep every row, in order, and retry later
-                log.error("event log write failed (%s); keeping %d events for the next try", exc, len(batch))
-                self.last_write_ok = False
+                written = await self._write(batch)
+            except asyncio.CancelledError:
+                # stopped mid-write (close() cancels the writer): the batch goes back for the last
+                # flush; had it been written after all, its keys make the second write a no-op
+                self._pending[:0] = batch
+                raise
+            if not written:  # the database is away: keep every row, in order, and retry later
                 self._pending[:0] = batch
                 return
-            except Exception as exc:
-                # the database answered but refused the batch: one row is bad. Store the others one
-                # by one, so a single bad row can never block the log.
-                log.warning("event batch refused (%s); storing its %d rows one by one", exc, len(batch))
-                await asyncio.to_thread(self._insert_one_by_one, batch)
+
+    async def _write(self, batch: list[EventRecord]) -> bool:
+        """Relay or store the batch; False if the database is unreachable (nothing stored)."""
+        if await self._relayed(batch):
+            return True
+        try:
+            await asyncio.to_thread(self._insert, batch)
+            self.last_write_ok = True
+        except (OperationalError, OSError) as exc:
+            log.error("event log write failed (%s); keeping %d events for the next try", exc, len(batch))
+            self.last_write_ok = False
+            return False
+        except Exception as exc:
+            # the database answered but refused the batch: one row is bad. Store the others one
+            # by one, so a single bad row can never block the log.
+            log.warning("event batch refused (%s); storing its %d rows one by one", exc, len(batch))
+            await asyncio.to_thread(self._insert_one_by_one, batch)
+        return True
+
+    async def _relayed(self, batch: list[EventRecord]) -> bool:
+        if self.relay is None or time.monotonic() < self._relay_down_until:
+            return False
+        try:
+            await self.relay(batch)
+            return True
+        except Exception as exc:  # unreachable (ConnectionError) or refusing: the table is always there
+            log.warning("event relay unavailable (%s); storing events directly for %d s", exc, RELAY_RETRY_SECONDS)
+            self._relay_down_until = time.monotonic() + RELAY_RETRY_SECONDS
+            return False
 
     def _insert(self, batch: list[EventRecord]) -> None:
         with self.engine.begin() as conn:

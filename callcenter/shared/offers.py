@@ -57,6 +57,7 @@ class SharedOffers:
         # agent id -> engine, for agents another live engine has logged in (read each refresh)
         self.elsewhere: dict[str, str] = {}
         self.available: bool | None = None  # Redis answered the last operation (None: not tried yet)
+        self.agents_seen: list[dict] = []  # the registry as the last refresh read it (every engine's agents)
         self._writes = BackgroundTasks()
         # Told (agent id, engine) when an own agent turns out to be logged in on another live
         # engine first (both let them in within the same second): the engine logs them out here.
@@ -185,9 +186,17 @@ class SharedOffers:
                             offer_id, held.call_id, held.agent_id, claim.holder_offer, claim.holder_engine)
         snapshot = await self.claims.snapshot()
         alive = await self.claims.engines_alive({entry.engine for entry in snapshot.agents.values()})
+        self.agents_seen = [{"agent_id": entry.agent_id, "state": entry.state, "engine": entry.engine,
+                             "queues": list(entry.queues), "since": entry.since,
+                             "engine_alive": entry.engine in alive or entry.engine == self.engine}
+                            for entry in snapshot.agents.values()]
         self.elsewhere = {agent_id: entry.engine for agent_id, entry in snapshot.agents.items()
                           if entry.engine != self.engine and entry.engine in alive and entry.state != "logged_out"}
         self._reached()
+
+    def view(self) -> dict:
+        """The shared state as this engine last saw it, for the API."""
+        return {"engine": self.engine, "store_reachable": self.available, "agents": self.agents_seen}
 
     async def close(self) -> None:
         await self._writes.close()

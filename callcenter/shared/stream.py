@@ -72,6 +72,17 @@ class EventStream:
                                              approximate=True))
 
 
+    @redis_operation
+    async def publish_many(self, records: Sequence[EventRecord]) -> int:
+        """Append ``records`` in order, in one round trip. If Redis is lost part way, some may
+        be on the stream already: storing them again elsewhere is harmless (their keys)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                pipe.xadd(self.stream, record_to_fields(record), maxlen=self.maxlen, approximate=True)
+            await pipe.execute()
+        return len(records)
+
+
 class StreamConsumer:
     """One consumer (``consumer``) of ``group`` on ``stream``, storing what it reads with ``store``
     (sync or async, given a list of EventRecord; it must be idempotent on the records' keys)."""
@@ -96,6 +107,7 @@ class StreamConsumer:
         self.max_retry_delay = max_retry_delay
         self.stored = 0  # entries handed to the store and acknowledged, over this object's life
         self.dropped = 0  # entries that could not be read back as events (logged, acknowledged)
+        self.groups_recreated = 0  # times the group was found gone (Redis lost it) and made again
         self._group_ready = False
         # Entries read under this consumer name and never acknowledged (a crash, a failed store):
         # read again first, at start and after a failure, without waiting for claim_idle_ms.
@@ -132,6 +144,7 @@ class StreamConsumer:
             # Redis lost the group (restarted empty, or someone deleted it): make it again, and
             # whatever it held pending is gone with it.
             log.warning("consumer group %s on %s is gone; creating it again", self.group, self.stream)
+            self.groups_recreated += 1
             self._group_ready, self._own_backlog, self._claim_cursor = False, False, "0-0"
             await self._ensure_group()
             return 0
@@ -204,6 +217,23 @@ class StreamConsumer:
         await self.redis.xack(self.stream, self.group, *ids)
         self.stored += len(records)
         return len(records)
+
+    async def drain(self) -> int:
+        """Store what is on the stream for this consumer now, without waiting for more (an
+        engine stopping: what it published last reaches the log before it goes)."""
+        blocking, self.block_ms = self.block_ms, 0
+        try:
+            total = 0
+            while True:
+                # a round that stored nothing may still have done something: made the group
+                # again (Redis came back empty) or skipped entries that are no events
+                recreated, dropped = self.groups_recreated, self.dropped
+                handled = await self.run_once()
+                total += handled
+                if not handled and recreated == self.groups_recreated and dropped == self.dropped:
+                    return total
+        finally:
+            self.block_ms = blocking
 
     async def run(self) -> None:
         """``run_once`` until cancelled. Redis or the store failing is logged once per outage

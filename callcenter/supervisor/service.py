@@ -39,7 +39,7 @@ class SupervisorError(Exception):
 
 class SupervisorService:
     def __init__(self, *, router, acd, ami, events, audit: AuditLog,
-                 control_agent: Callable[..., None], phones: Callable[[], Mapping[str, str]],
+                 control_agent: Callable[..., str | None], phones: Callable[[], Mapping[str, str]],
                  known_skills: Callable[[], Collection[str] | None], pause_reasons: Collection[str],
                  clock=time.time):
         self.router = router
@@ -115,12 +115,14 @@ class SupervisorService:
         if verb == "pause" and reason not in self.pause_reasons:
             raise SupervisorError(400, f"reason must be one of {sorted(self.pause_reasons)}", field="reason")
         try:
-            self.control_agent(verb, agent_id, reason=reason and f"{reason} (by {who.username or 'admin'})")
+            forwarded_to = self.control_agent(verb, agent_id, reason=reason and f"{reason} (by {who.username or 'admin'})")
         except LookupError as exc:
             raise SupervisorError(404, str(exc)) from None
         except RoutingError as exc:
             raise SupervisorError(409, str(exc)) from None
         await self._audit(who, f"agent_{verb}", f"agent:{agent_id}", reason=reason)
+        if forwarded_to:  # the agent works on another engine sharing the queues, which carries it out
+            return {"agent_id": agent_id, "engine": forwarded_to, "forwarded": verb}
         return self.router.agent_snapshot(agent_id, self.clock()) or {"agent_id": agent_id, "state": "logged_out"}
 
     async def set_skills(self, who: Identity, agent_id: str, skills: object) -> dict[str, Any]:

@@ -15,7 +15,10 @@ import urllib.error
 from collections import Counter, defaultdict
 
 import pytest
+import redis as redis_py
 
+from callcenter import shared
+from callcenter.shared.stream import StreamConsumer, sql_event_store
 from tests.redis_server import throwaway_redis
 from tests.stack.conftest import TEST_SETTINGS, new_caller, running_engine
 from tests.stack.harness import write_settings
@@ -65,6 +68,16 @@ def wait_until(predicate, seconds: float, what: str):
         assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
         time.sleep(0.1)
     return value
+
+
+async def replay_stream(url: str, db, *, times: int) -> int:
+    """Store every entry of the event stream into the log ``times`` over; how many were handed on."""
+    client = shared.connect(url)
+    try:
+        consumer = StreamConsumer(client, sql_event_store(db), stream="cc:events", consumer="replay")
+        return sum([await consumer.replay() for _ in range(times)])
+    finally:
+        await client.aclose()
 
 
 def start_phones(phones, agents, rng):
@@ -159,6 +172,16 @@ def test_two_engines_on_one_redis_share_the_queues_under_random_load(asterisk, s
         refusal = wait_until(lambda: login_refused(west, "1001"), 3, "a login of 1001 on west refused")
         assert "engine east" in refusal, refusal
         assert agent_state(east, "1001") == "available"
+        # one floor across the engines: east sees west's agents, and pausing one of them from
+        # east is carried out by west (the live fan-out)
+        shared = wait_until(lambda: (view := east.api("GET", "/api/shared")) and len(view["agents"]) == 6 and view,
+                            3, "east sees all six agents")
+        assert {a["agent_id"]: a["engine"] for a in shared["agents"]} == {
+            **dict.fromkeys(EAST_AGENTS, "east"), **dict.fromkeys(WEST_AGENTS, "west")}
+        assert east.api("POST", "/api/agents/1006/pause", {"reason": "break"})["engine"] == "west"
+        wait_until(lambda: agent_state(west, "1006") == "paused", 3, "1006 paused on west")
+        east.api("POST", "/api/agents/1006/unpause", {})
+        wait_until(lambda: agent_state(west, "1006") == "available", 3, "1006 available again on west")
 
         phones_by_agent = start_phones(phones, EAST_AGENTS + WEST_AGENTS, rng)
         numbers = [f"1390000{n:04d}" for n in range(300, 330)]
@@ -173,6 +196,18 @@ def test_two_engines_on_one_redis_share_the_queues_under_random_load(asterisk, s
         answered_by, _ = check_invariants(east, since, numbers, patient, results, phones_by_agent, strict_rings=True)
         # both engines' agents took calls: the queue is one, served by two engines
         assert answered_by & set(EAST_AGENTS) and answered_by & set(WEST_AGENTS), answered_by
+        # the log was fed through the Redis stream: both engines published, the group holds nothing back
+        client = redis_py.Redis.from_url(redis_server.url, decode_responses=True)
+        relayed = {fields["key"] for _, fields in client.xrange("cc:events")}
+        stored = {e["event_key"] for e in east.events_since(since)}
+        assert stored <= relayed | {None}, f"{len(stored - relayed)} events stored without the stream"
+        group = next(g for g in client.xinfo_groups("cc:events") if g["name"] == "event-log")
+        assert group["pending"] == 0, group
+        client.close()
+        # replaying the whole stream into the log three times adds no row
+        rows_before = len(east.events())
+        assert asyncio.run(replay_stream(redis_server.url, east.db, times=3)) >= 3 * len(relayed)
+        assert len(east.events()) == rows_before
         served_elsewhere = [e for e in east.events_since(since, "served_elsewhere")]
         assert served_elsewhere, "no engine saw the other serve a caller"
         print(f"\n{len(numbers)} callers, {len(patient)} patient: answered by {sorted(answered_by)}; "
@@ -180,8 +215,6 @@ def test_two_engines_on_one_redis_share_the_queues_under_random_load(asterisk, s
 
 
 def test_killing_redis_mid_load_drops_no_caller_and_redis_is_rebuilt(asterisk, stack_dir, phones, redis_server):
-    import redis as redis_py
-
     rng = random.Random(42)
     with two_engines(asterisk, stack_dir, redis_server.url) as (east, west):
         for agent_id in EAST_AGENTS:
