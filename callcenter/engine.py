@@ -81,6 +81,11 @@ ANNOUNCE_TICK_SECONDS = 1.0
 HANDLED_KEPT = 10_000
 # event kinds counted since the engine started, for /metrics (Prometheus counters)
 COUNTED_KINDS = {"offered": "offers", "ring_no_answer": "rona", "answered": "answered", "abandoned": "abandoned"}
+# Router events that put a caller in a queue (or another queue), and those that take it out, for
+# the shared registry of waiting calls.
+WAITING_KINDS = frozenset({"queued", "moved", "overflowed", "priority_changed"})
+LEFT_QUEUE_KINDS = frozenset({"answered", "abandoned", "exited", "served_elsewhere", "ended", "dial_out_failed",
+                              "resync_adopted"})
 
 
 class UnknownAgent(LookupError):
@@ -465,10 +470,17 @@ class Engine:
             self.counters[name] += 1
 
     def _share_agent_state(self, effect) -> None:
-        """Own agents' states go to the shared registry (other engines refuse their logins)."""
-        if isinstance(effect, Event) and effect.kind == "agent_state" and effect.agent_id and self.shared is not None:
+        """Own agents' states and the waiting calls go to the shared registry (other engines
+        refuse a login of an agent logged in here; every engine's API lists them all)."""
+        if not isinstance(effect, Event) or self.shared is None:
+            return
+        if effect.kind == "agent_state" and effect.agent_id:
             agent = self.router.agent(effect.agent_id)
             self.shared.agent_state(effect.agent_id, effect.data["state"], agent.queues if agent else ())
+        elif effect.kind in WAITING_KINDS and effect.call_id and (call := self.router.call(effect.call_id)):
+            self.shared.offers.call_waiting(call.call_id, call.queue, call.priority, call.enqueued_at)
+        elif effect.kind in LEFT_QUEUE_KINDS and effect.call_id:
+            self.shared.offers.call_left(effect.call_id)
 
     def _note_handled(self, effect) -> None:
         if isinstance(effect, Event) and effect.kind == "ended" and effect.call_id:

@@ -54,6 +54,8 @@ class SharedOffers:
         self.clock = clock
         self._held: dict[str, _HeldOffer] = {}  # this engine's live offers, by the router's offer id
         self._agents: dict[str, tuple[str, tuple[str, ...]]] = {}  # own agents: state, queues
+        self._waiting: dict[str, tuple[str, int, float]] = {}  # waiting calls: queue, priority, enqueued at
+        self.waiting_seen: dict[str, list[dict]] = {}  # every engine's waiting calls, by queue (last refresh)
         # agent id -> engine, for agents another live engine has logged in (read each refresh)
         self.elsewhere: dict[str, str] = {}
         self.available: bool | None = None  # Redis answered the last operation (None: not tried yet)
@@ -163,6 +165,42 @@ class SharedOffers:
             if self.on_agent_elsewhere is not None:
                 self.on_agent_elsewhere(agent_id, exc.engine)
 
+    # ------------------------------------------------------------------ waiting calls
+    def call_waiting(self, call_id: str, queue: str, priority: int, enqueued_at: float) -> None:
+        """A caller waits in ``queue`` (as this engine sees it): written now, and kept written."""
+        self._waiting[call_id] = (queue, priority, enqueued_at)
+        self._writes.spawn(self._write_call(call_id), f"registry call {call_id}")
+
+    def call_left(self, call_id: str) -> None:
+        """The caller no longer waits (answered, gone, served by another engine)."""
+        if self._waiting.pop(call_id, None) is not None:
+            self._writes.spawn(self._write_call(call_id), f"registry call {call_id}")
+
+    async def _write_call(self, call_id: str) -> None:
+        """Write what is true of the call now (writes may land out of order: the last one
+        reads the latest, and the refresh puts any stale entry right)."""
+        entry = self._waiting.get(call_id)
+        try:
+            if entry is None:
+                await self.claims.call_left(call_id)
+            else:
+                queue, priority, enqueued_at = entry
+                await self.claims.call_waiting(call_id, queue, priority=priority, enqueued_at=enqueued_at)
+        except SharedStateUnavailable as exc:
+            self._unavailable(exc)  # the refresh writes the registry again once Redis is back
+
+    async def _sync_waiting(self, registry: dict[str, list]) -> None:
+        """Make the registry's waiting calls agree with this engine's: its own missing entries
+        written (Redis came back empty, a write was lost), entries it wrote for calls that no
+        longer wait here taken out (a write landed out of order)."""
+        listed = {call.call_id: call for calls in registry.values() for call in calls}
+        for call_id, (queue, priority, enqueued_at) in list(self._waiting.items()):
+            if call_id not in listed or listed[call_id].queue != queue:
+                await self.claims.call_waiting(call_id, queue, priority=priority, enqueued_at=enqueued_at)
+        for call_id, call in listed.items():
+            if call.engine == self.engine and call_id not in self._waiting:
+                await self.claims.call_left(call_id)
+
     def logged_in_elsewhere(self, agent_id: str) -> str | None:
         """The live engine that has this agent logged in, if another one does (as of the last refresh)."""
         return self.elsewhere.get(agent_id)
@@ -185,6 +223,10 @@ class SharedOffers:
                 log.warning("offer %s (call %s, agent %s) made while Redis was away overlaps offer %s of engine %s",
                             offer_id, held.call_id, held.agent_id, claim.holder_offer, claim.holder_engine)
         snapshot = await self.claims.snapshot()
+        await self._sync_waiting(snapshot.waiting)
+        self.waiting_seen = {queue: [{"call_id": call.call_id, "priority": call.priority,
+                                      "enqueued_at": call.enqueued_at, "engine": call.engine} for call in calls]
+                             for queue, calls in snapshot.waiting.items()}
         alive = await self.claims.engines_alive({entry.engine for entry in snapshot.agents.values()})
         self.agents_seen = [{"agent_id": entry.agent_id, "state": entry.state, "engine": entry.engine,
                              "queues": list(entry.queues), "since": entry.since,
@@ -196,7 +238,8 @@ class SharedOffers:
 
     def view(self) -> dict:
         """The shared state as this engine last saw it, for the API."""
-        return {"engine": self.engine, "store_reachable": self.available, "agents": self.agents_seen}
+        return {"engine": self.engine, "store_reachable": self.available, "agents": self.agents_seen,
+                "waiting": self.waiting_seen}
 
     async def close(self) -> None:
         await self._writes.close()

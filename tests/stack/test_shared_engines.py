@@ -188,10 +188,23 @@ def test_two_engines_on_one_redis_share_the_queues_under_random_load(asterisk, s
         since = time.time()
 
         async def load():
-            runs, patient = await place_callers(numbers, rng)
-            return await asyncio.gather(*runs), patient
+            most_waiting = 0
 
-        results, patient = asyncio.run(load())
+            async def sample_registry():  # west's view of the shared registry while callers queue
+                nonlocal most_waiting
+                while True:
+                    view = await asyncio.to_thread(west.api, "GET", "/api/shared")
+                    most_waiting = max(most_waiting, sum(len(calls) for calls in view["waiting"].values()))
+                    await asyncio.sleep(0.5)
+
+            sampler = asyncio.create_task(sample_registry())
+            runs, patient = await place_callers(numbers, rng)
+            results = await asyncio.gather(*runs)
+            sampler.cancel()
+            return results, patient, most_waiting
+
+        results, patient, most_waiting = asyncio.run(load())
+        assert most_waiting >= 3, f"the shared registry never listed callers waiting ({most_waiting})"
         time.sleep(1.5)  # the last events reach the database
         answered_by, _ = check_invariants(east, since, numbers, patient, results, phones_by_agent, strict_rings=True)
         # both engines' agents took calls: the queue is one, served by two engines
@@ -203,6 +216,8 @@ def test_two_engines_on_one_redis_share_the_queues_under_random_load(asterisk, s
         assert stored <= relayed | {None}, f"{len(stored - relayed)} events stored without the stream"
         group = next(g for g in client.xinfo_groups("cc:events") if g["name"] == "event-log")
         assert group["pending"] == 0, group
+        # every caller has left, and the shared registry of waiting calls says so
+        wait_until(lambda: not client.smembers("cc:queues"), 3, "no queue with waiting calls in Redis")
         client.close()
         # replaying the whole stream into the log three times adds no row
         rows_before = len(east.events())
@@ -211,7 +226,7 @@ def test_two_engines_on_one_redis_share_the_queues_under_random_load(asterisk, s
         served_elsewhere = [e for e in east.events_since(since, "served_elsewhere")]
         assert served_elsewhere, "no engine saw the other serve a caller"
         print(f"\n{len(numbers)} callers, {len(patient)} patient: answered by {sorted(answered_by)}; "
-              f"{len(served_elsewhere)} served_elsewhere")
+              f"{len(served_elsewhere)} served_elsewhere; up to {most_waiting} waiting in the shared registry")
 
 
 def test_killing_redis_mid_load_drops_no_caller_and_redis_is_rebuilt(asterisk, stack_dir, phones, redis_server):
@@ -250,6 +265,7 @@ def test_killing_redis_mid_load_drops_no_caller_and_redis_is_rebuilt(asterisk, s
         assert client.smembers("cc:agents") == set(EAST_AGENTS + WEST_AGENTS)
         assert {client.hget(f"cc:agent:{a}", "engine") for a in EAST_AGENTS} == {"east"}
         assert client.exists("cc:engine:east") and client.exists("cc:engine:west")
+        wait_until(lambda: not client.smembers("cc:queues"), 3, "no queue with waiting calls in Redis")
         client.close()
         print(f"\nredis killed {killed - since:.1f} s into the load: {len(numbers)} callers all served, "
               f"{len(double_rings)} rang two agents at once while Redis was away")
