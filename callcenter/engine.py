@@ -16,7 +16,7 @@ from datetime import datetime
 from callcenter.acd.announcements import AnnouncementPlan
 from callcenter.acd.call_control import CallControl
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
-from callcenter.acd.model import AgentState, Event, MaxWait
+from callcenter.acd.model import AgentState, CallState, Event, MaxWait
 from callcenter.acd.router import Router, RoutingError
 from callcenter.acd.resync import parse_variables
 from callcenter.acd.resyncer import Resyncer
@@ -84,6 +84,7 @@ COUNTED_KINDS = {"offered": "offers", "ring_no_answer": "rona", "answered": "ans
 # Router events that put a caller in a queue (or another queue), and those that take it out, for
 # the shared registry of waiting calls.
 WAITING_KINDS = frozenset({"queued", "moved", "overflowed", "priority_changed"})
+OTHER_ENGINE = "engine:"  # ``by`` of a call change another engine's supervisor made
 LEFT_QUEUE_KINDS = frozenset({"answered", "abandoned", "exited", "served_elsewhere", "ended", "dial_out_failed",
                               "resync_adopted"})
 
@@ -206,7 +207,8 @@ class Engine:
         if settings.redis_url:
             self.shared = SharedLink(url=settings.redis_url, prefix=settings.redis_prefix,
                                      engine_name=settings.engine_name, ring_timeout=settings.ring_timeout,
-                                     db=self.db, events=self.events, control_agent=self.control_agent)
+                                     db=self.db, events=self.events, control_agent=self.control_agent,
+                                     change_call=self._change_call_from_elsewhere)
             self.acd.share(self.shared.offers)
             self.acd.observers.append(self._share_agent_state)
         self._stopping = False
@@ -479,8 +481,24 @@ class Engine:
             self.shared.agent_state(effect.agent_id, effect.data["state"], agent.queues if agent else ())
         elif effect.kind in WAITING_KINDS and effect.call_id and (call := self.router.call(effect.call_id)):
             self.shared.offers.call_waiting(call.call_id, call.queue, call.priority, call.enqueued_at)
+            by = str(effect.data.get("by") or "")
+            if effect.kind in ("moved", "priority_changed") and not by.startswith(OTHER_ENGINE):
+                self.shared.call_changed(call.call_id, call.queue, call.priority)
         elif effect.kind in LEFT_QUEUE_KINDS and effect.call_id:
             self.shared.offers.call_left(effect.call_id)
+
+    def _change_call_from_elsewhere(self, call_id: str, queue: str, priority: int, engine: str) -> None:
+        """A supervisor on ``engine`` moved a waiting call or changed its priority: the same here
+        (``by`` names that engine, so the change is not sent back)."""
+        call = self.router.call(call_id)
+        if call is None or call.state is not CallState.WAITING:
+            return  # ringing or connected here, or not here at all: the change is that engine's business
+        by, now = f"{OTHER_ENGINE}{engine}", time.time()
+        if queue != call.queue:
+            self.acd.apply(self.router.move_call(call_id, queue, now, by=by))
+        if (call := self.router.call(call_id)) is not None and call.state is CallState.WAITING \
+                and priority != call.priority:
+            self.acd.apply(self.router.set_priority(call_id, priority, now, by=by))
 
     def _note_handled(self, effect) -> None:
         if isinstance(effect, Event) and effect.kind == "ended" and effect.call_id:

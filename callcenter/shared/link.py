@@ -36,11 +36,13 @@ FORWARDED_VERBS = ("pause", "unpause", "logout")
 
 # (verb, agent id, reason) -> carried out here; raises for a refusal (logged, not sent back)
 ControlAgent = Callable[..., object]
+# (call id, queue, priority, sending engine) -> a supervisor's change of a waiting call, applied here
+ChangeCall = Callable[[str, str, int, str], None]
 
 
 class SharedLink:
     def __init__(self, *, url: str, prefix: str, engine_name: str, ring_timeout: float, db: SqlEngine,
-                 events: EventLog, control_agent: ControlAgent):
+                 events: EventLog, control_agent: ControlAgent, change_call: ChangeCall):
         self.engine_name = engine_name
         self.redis = connect(url)
         self.offers = SharedOffers(RedisClaims(self.redis, prefix=prefix, engine_id=engine_name),
@@ -53,6 +55,7 @@ class SharedLink:
         self.consumer = StreamConsumer(self.redis, self._store_relayed, stream=stream, consumer=engine_name)
         self.fanout = LiveFanout(self.redis, channel=prefix + "live", engine_id=engine_name)
         self.control_agent = control_agent
+        self.change_call = change_call
         self._runs: list[asyncio.Task] = []
         self._tasks = BackgroundTasks()
 
@@ -112,10 +115,20 @@ class SharedLink:
                           f"forward {verb} {agent_id}")
         return engine
 
+    def call_changed(self, call_id: str, queue: str, priority: int) -> None:
+        """A supervisor here moved a waiting call or changed its priority: every engine that
+        has the caller waiting follows (it would otherwise offer it in its old place)."""
+        self._tasks.spawn(self.fanout.publish("call_changed", {"call_id": call_id, "queue": queue,
+                                                               "priority": priority}), f"call changed {call_id}")
+
     async def _follow_fanout(self) -> None:
-        """Agent control the other engines send for agents logged in here."""
+        """Agent control the other engines send for agents logged in here, and supervisors'
+        changes of waiting calls."""
         async for message in self.fanout.listen():
             payload = message.get("payload") or {}
+            if message.get("kind") == "call_changed":
+                self._apply_call_change(payload, message.get("engine"))
+                continue
             if message.get("kind") != "agent_control" or payload.get("engine") != self.engine_name:
                 continue
             verb, agent_id, sender = payload.get("verb"), str(payload.get("agent_id")), message.get("engine")
@@ -126,6 +139,12 @@ class SharedLink:
                 log.info("agent %s: %s, sent by engine %s", agent_id, verb, sender)
             except (RoutingError, LookupError, ValueError) as exc:  # LookupError: an agent unknown here
                 log.warning("agent control %s for %s from engine %s refused: %s", verb, agent_id, sender, exc)
+
+    def _apply_call_change(self, payload: dict, sender) -> None:
+        try:
+            self.change_call(str(payload["call_id"]), str(payload["queue"]), int(payload["priority"]), str(sender))
+        except (RoutingError, KeyError, TypeError, ValueError) as exc:
+            log.warning("change of call %s from engine %s not applied here: %s", payload.get("call_id"), sender, exc)
 
     def _agent_logged_in_elsewhere(self, agent_id: str, engine: str) -> None:
         """Two engines let one agent in within the same second: the first login stands."""

@@ -269,3 +269,41 @@ def test_killing_redis_mid_load_drops_no_caller_and_redis_is_rebuilt(asterisk, s
         client.close()
         print(f"\nredis killed {killed - since:.1f} s into the load: {len(numbers)} callers all served, "
               f"{len(double_rings)} rang two agents at once while Redis was away")
+
+
+def test_a_supervisor_on_one_engine_moves_a_caller_for_every_engine(asterisk, stack_dir, phones, redis_server):
+    """Both engines have the caller waiting; a supervisor on east moves it to sales and raises its
+    priority: west follows (over the fan-out), so west's sales agent takes it."""
+    with two_engines(asterisk, stack_dir, redis_server.url) as (east, west):
+        caller = new_caller("2", "13900000360", hold_ms=None, play_audio=False, max_wait_for_bye_ms=40_000)
+
+        async def scenario():
+            run = asyncio.create_task(caller.run(timeout=50))
+            call_id = await asyncio.to_thread(east.call_id_for, "13900000360")
+            for engine in (east, west):
+                await asyncio.to_thread(wait_until, lambda e=engine: waiting_in(e, "support") == [call_id], 10,
+                                        f"the caller waiting in support on {engine.settings.engine_name}")
+            moved = await asyncio.to_thread(east.api, "POST", f"/api/supervisor/calls/{call_id}/move",
+                                            {"queue": "sales"})
+            assert moved == {"call_id": call_id, "queue": "sales"}
+            await asyncio.to_thread(east.api, "POST", f"/api/supervisor/calls/{call_id}/priority", {"priority": 5})
+            await asyncio.to_thread(wait_until, lambda: waiting_in(west, "sales") == [call_id], 3,
+                                    "west has the caller in sales")
+            assert next(q for q in west.api("GET", "/api/queues") if q["queue"] == "sales")["waiting"][0][
+                "priority"] == 5
+            phones("1006", mode="answer_then_hangup", ring_delay_ms=200, talk_ms=800)
+            await asyncio.to_thread(west.login, "1006", "sales")
+            return call_id, await run
+
+        call_id, result = asyncio.run(scenario())
+    assert result.ok and result.received_bye_from_far_end, result.describe()
+    rows = [e for e in east.events(call_id)]
+    assert [e["agent_id"] for e in rows if e["kind"] == "answered"] == ["1006"]
+    moved = [e for e in rows if e["kind"] == "moved"]
+    assert len(moved) == 1, moved  # logged by both engines, stored once
+    assert [e["queue"] for e in rows if e["kind"] == "answered"] == ["sales"]
+
+
+def waiting_in(engine, queue: str) -> list[str]:
+    return [c["call_id"] for q in engine.api("GET", "/api/queues") if q["queue"] == queue
+            for c in q["waiting"]]
