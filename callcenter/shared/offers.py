@@ -189,17 +189,23 @@ class SharedOffers:
         except SharedStateUnavailable as exc:
             self._unavailable(exc)  # the refresh writes the registry again once Redis is back
 
-    async def _sync_waiting(self, registry: dict[str, list]) -> None:
-        """Make the registry's waiting calls agree with this engine's: its own missing entries
-        written (Redis came back empty, a write was lost), entries it wrote for calls that no
-        longer wait here taken out (a write landed out of order)."""
+    async def _sync_waiting(self, registry: dict[str, list]) -> bool:
+        """Make the registry's waiting calls agree with this engine's: its own missing or stale
+        entries written (Redis came back empty, a write was lost or landed out of order),
+        entries it wrote for calls that no longer wait here taken out. True if it wrote.
+        (A caller that left, left for every engine: whoever wrote its entry last.)"""
         listed = {call.call_id: call for calls in registry.values() for call in calls}
+        wrote = False
         for call_id, (queue, priority, enqueued_at) in list(self._waiting.items()):
-            if call_id not in listed or listed[call_id].queue != queue:
+            seen = listed.get(call_id)
+            if seen is None or (seen.queue, seen.priority, seen.enqueued_at) != (queue, priority, enqueued_at):
                 await self.claims.call_waiting(call_id, queue, priority=priority, enqueued_at=enqueued_at)
+                wrote = True
         for call_id, call in listed.items():
             if call.engine == self.engine and call_id not in self._waiting:
                 await self.claims.call_left(call_id)
+                wrote = True
+        return wrote
 
     def logged_in_elsewhere(self, agent_id: str) -> str | None:
         """The live engine that has this agent logged in, if another one does (as of the last refresh)."""
@@ -223,7 +229,8 @@ class SharedOffers:
                 log.warning("offer %s (call %s, agent %s) made while Redis was away overlaps offer %s of engine %s",
                             offer_id, held.call_id, held.agent_id, claim.holder_offer, claim.holder_engine)
         snapshot = await self.claims.snapshot()
-        await self._sync_waiting(snapshot.waiting)
+        if await self._sync_waiting(snapshot.waiting):
+            snapshot = await self.claims.snapshot()  # the view shows the registry as now repaired
         self.waiting_seen = {queue: [{"call_id": call.call_id, "priority": call.priority,
                                       "enqueued_at": call.enqueued_at, "engine": call.engine} for call in calls]
                              for queue, calls in snapshot.waiting.items()}

@@ -11,7 +11,7 @@ import pytest
 import redis.exceptions
 
 from callcenter.shared import SharedStateUnavailable, connect
-from callcenter.shared.claims import RedisClaims
+from callcenter.shared.claims import RedisClaims, WaitingCall
 from callcenter.shared.offers import AGENT_TAKEN, CALL_TAKEN, OURS, UNGUARDED, SharedOffers
 from tests.redis_server import run_bounded, throwaway_redis, wait_until
 
@@ -238,4 +238,176 @@ def test_release_unanswered_gives_back_ringing_offers_and_keeps_conversations(re
         assert await e2.claim("C/1", "C", "1002") == AGENT_TAKEN
         await e1.release("B/1")                 # the conversation's end gives it back too
         assert await e2.claim("B/2", "B", "2002") == OURS
+    two_engines(redis_server, scenario)
+
+
+# ---------------------------------------------------------------------- the registry of waiting calls
+T0 = 1_700_000_000.125  # enqueue times with a fraction: written and read back to the last digit
+
+
+async def _queues(offers: SharedOffers) -> dict[str, list[str]] | None:
+    """The registry's waiting call ids by queue, read straight from Redis (None: Redis away)."""
+    try:
+        snapshot = await offers.claims.snapshot()
+    except SharedStateUnavailable:
+        return None
+    return {queue: [call.call_id for call in calls] for queue, calls in snapshot.waiting.items()}
+
+
+async def _listed(offers: SharedOffers, wanted: dict[str, list[str]]) -> bool:
+    return await _queues(offers) == wanted
+
+
+async def _entry(offers: SharedOffers, call_id: str):
+    """The registry's WaitingCall for ``call_id`` (None if it is not listed)."""
+    snapshot = await offers.claims.snapshot()
+    found = [call for calls in snapshot.waiting.values() for call in calls if call.call_id == call_id]
+    assert len(found) <= 1, f"{call_id} listed {len(found)} times: {snapshot.waiting}"
+    return found[0] if found else None
+
+
+def _writes_done(offers: SharedOffers) -> bool:
+    """The immediate writes call_waiting/call_left spawned have all finished."""
+    return not offers._writes._tasks
+
+
+def test_a_waiting_call_is_written_at_once_taken_out_when_it_leaves_and_listed_by_every_engine(redis_server):
+    async def scenario(e1, e2):
+        e1.call_waiting("A", "sales", 3, T0)
+        e1.call_waiting("B", "support", 0, T0 + 1)
+        e1.call_waiting("C", "sales", 1, T0 + 2)
+        # no refresh of e1 anywhere here: these are the immediate writes
+        await wait_until(lambda: _listed(e2, {"sales": ["A", "C"], "support": ["B"]}), seconds=5,
+                         what="e1's waiting calls written")
+        assert await _entry(e2, "A") == WaitingCall("A", "sales", 3, T0, "e1")
+        assert await _entry(e2, "B") == WaitingCall("B", "support", 0, T0 + 1, "e1")
+        raw = e2.claims.redis
+        assert await raw.hget("cc:call:A", "enqueued_at") == repr(T0)
+        assert await raw.zscore("cc:queue:sales", "A") == T0
+        assert e2.view()["waiting"] == {}                     # as of e2's last refresh: none yet
+        await e2.refresh()
+        assert e2.view()["waiting"] == {
+            "sales": [{"call_id": "A", "priority": 3, "enqueued_at": T0, "engine": "e1"},
+                      {"call_id": "C", "priority": 1, "enqueued_at": T0 + 2, "engine": "e1"}],
+            "support": [{"call_id": "B", "priority": 0, "enqueued_at": T0 + 1, "engine": "e1"}]}
+        e1.call_left("A")
+        e1.call_left("B")
+        e1.call_left("nobody")                                 # never waited here: nothing to write
+        await wait_until(lambda: _listed(e2, {"sales": ["C"]}), seconds=5, what="A and B taken out")
+        assert await raw.exists("cc:call:A", "cc:call:B") == 0
+        assert await raw.smembers("cc:queues") == {"sales"}   # nobody waits in support any more
+        assert e2.view()["waiting"]["support"]                 # e2 still shows its last refresh...
+        await e2.refresh()
+        assert e2.view()["waiting"] == {                       # ...until the next one
+            "sales": [{"call_id": "C", "priority": 1, "enqueued_at": T0 + 2, "engine": "e1"}]}
+    two_engines(redis_server, scenario)
+
+
+def test_the_refresh_takes_out_its_own_stale_entries_and_leaves_other_engines_entries_alone(redis_server):
+    async def scenario(e1, e2):
+        e1.call_waiting("A", "sales", 0, T0)
+        e1.call_waiting("B", "sales", 0, T0 + 1)
+        await wait_until(lambda: _listed(e1, {"sales": ["A", "B"]}), seconds=5, what="A and B written")
+        e1.call_left("A")
+        await wait_until(lambda: _listed(e1, {"sales": ["B"]}), seconds=5, what="A taken out")
+        # writes landing out of order: e1's earlier "A waits" lands after its "A left"
+        await e1.claims.call_waiting("A", "sales", priority=0, enqueued_at=T0)
+        await e1.claims.call_waiting("Z", "support", priority=0, enqueued_at=T0 + 3)  # a call e1 never had
+        # e2's own waiting calls, which e1 does not have
+        e2.call_waiting("C", "sales", 2, T0 + 2)
+        e2.call_waiting("D", "support", 0, T0 + 4)
+        await wait_until(lambda: _listed(e1, {"sales": ["A", "B", "C"], "support": ["Z", "D"]}), seconds=5,
+                         what="e2's calls written")
+        await e1.refresh()
+        assert await _queues(e1) == {"sales": ["B", "C"], "support": ["D"]}
+        assert await _entry(e1, "B") == WaitingCall("B", "sales", 0, T0 + 1, "e1")
+        assert await _entry(e1, "C") == WaitingCall("C", "sales", 2, T0 + 2, "e2")
+        assert await _entry(e1, "D") == WaitingCall("D", "support", 0, T0 + 4, "e2")
+        await e1.refresh()                                    # nothing more to put right
+        assert await _queues(e1) == {"sales": ["B", "C"], "support": ["D"]}
+        assert e1.view()["waiting"] == {
+            "sales": [{"call_id": "B", "priority": 0, "enqueued_at": T0 + 1, "engine": "e1"},
+                      {"call_id": "C", "priority": 2, "enqueued_at": T0 + 2, "engine": "e2"}],
+            "support": [{"call_id": "D", "priority": 0, "enqueued_at": T0 + 4, "engine": "e2"}]}
+        await e2.refresh()                                    # and e2 keeps its own
+        assert await _queues(e1) == {"sales": ["B", "C"], "support": ["D"]}
+    two_engines(redis_server, scenario)
+
+
+def test_redis_back_empty_the_refresh_writes_the_waiting_calls_back_each_in_its_current_queue(redis_server):
+    async def scenario(e1, e2):
+        e1.call_waiting("A", "sales", 2, T0)
+        e1.call_waiting("B", "support", 0, T0 + 1)
+        await wait_until(lambda: _listed(e1, {"sales": ["A"], "support": ["B"]}), seconds=5,
+                         what="A and B written")
+        redis_server.restart()                                # the same port, and empty
+        raw = e2.claims.redis
+        assert await raw.dbsize() == 0
+        await e1.refresh()
+        assert await _queues(e2) == {"sales": ["A"], "support": ["B"]}
+        assert await _entry(e2, "A") == WaitingCall("A", "sales", 2, T0, "e1")
+        assert await _entry(e2, "B") == WaitingCall("B", "support", 0, T0 + 1, "e1")
+        # B moved to sales; its immediate write lands, then an earlier write of "B in support" late
+        e1.call_waiting("B", "sales", 0, T0 + 1)
+        await wait_until(lambda: _listed(e2, {"sales": ["A", "B"]}), seconds=5, what="B moved")
+        await e1.claims.call_waiting("B", "support", priority=0, enqueued_at=T0 + 1)
+        assert await _queues(e2) == {"sales": ["A"], "support": ["B"]}
+        await e1.refresh()
+        assert await _queues(e2) == {"sales": ["A", "B"]}    # only in the queue it waits in now
+        assert await raw.smembers("cc:queues") == {"sales"}
+        assert await raw.zscore("cc:queue:support", "B") is None
+        assert await _entry(e2, "B") == WaitingCall("B", "sales", 0, T0 + 1, "e1")
+        await e2.refresh()
+        assert e2.view()["waiting"] == {
+            "sales": [{"call_id": "A", "priority": 2, "enqueued_at": T0, "engine": "e1"},
+                      {"call_id": "B", "priority": 0, "enqueued_at": T0 + 1, "engine": "e1"}]}
+    two_engines(redis_server, scenario)
+
+
+def test_redis_away_waiting_calls_are_noted_without_error_and_the_next_refresh_puts_the_registry_right(
+        redis_server, caplog):
+    async def scenario(e1, e2):
+        e1.call_waiting("A", "sales", 0, T0)
+        e1.call_waiting("B", "sales", 0, T0 + 1)
+        await e1.refresh()
+        await wait_until(lambda: _listed(e2, {"sales": ["A", "B"]}), seconds=5, what="A and B written")
+        assert e1.available is True
+        redis_server.kill()
+        caplog.clear()
+        e1.call_waiting("C", "support", 5, T0 + 2)            # none of these raises
+        e1.call_left("A")
+        e1.call_waiting("B", "support", 1, T0 + 1)            # moved while Redis is away
+        await wait_until(lambda: _writes_done(e1), seconds=10, what="the immediate writes giving up")
+        assert e1.available is False                          # each write noticed Redis away...
+        assert any("shared store unavailable" in record.getMessage() for record in caplog.records)
+        assert not [record for record in caplog.records if record.name == "callcenter.runtime"]  # ...and coped
+        redis_server.restart()
+        # what a Redis that kept its data (AOF) comes back with: the registry as it was before
+        await e1.claims.call_waiting("A", "sales", priority=0, enqueued_at=T0)
+        await e1.claims.call_waiting("B", "sales", priority=0, enqueued_at=T0 + 1)
+        await e2.claims.call_waiting("E", "sales", priority=0, enqueued_at=T0 + 9)  # e2's own call
+        await e1.refresh()
+        assert e1.available is True
+        assert await _queues(e2) == {"sales": ["E"], "support": ["B", "C"]}
+        assert await _entry(e2, "B") == WaitingCall("B", "support", 1, T0 + 1, "e1")
+        assert await _entry(e2, "C") == WaitingCall("C", "support", 5, T0 + 2, "e1")
+        assert await _entry(e2, "E") == WaitingCall("E", "sales", 0, T0 + 9, "e2")
+    two_engines(redis_server, scenario)
+
+
+def test_the_refresh_repairs_a_stale_priority_or_enqueue_time_and_shows_the_repaired_registry(redis_server):
+    async def scenario(e1, e2):
+        e1.call_waiting("A", "sales", 2, T0)
+        await wait_until(lambda: _listed(e1, {"sales": ["A"]}), seconds=5, what="A written")
+        await e1.claims.call_waiting("A", "sales", priority=9, enqueued_at=T0 + 50)  # a late, stale write
+        redis_server.restart()                                # and B's entry lost with the rest
+        e1.call_waiting("B", "support", 1, T0 + 1)
+        await wait_until(lambda: _writes_done(e1), seconds=5, what="B's write tried")
+        await e1.claims.call_waiting("A", "sales", priority=9, enqueued_at=T0 + 50)
+        await e1.refresh()
+        assert await _entry(e1, "A") == WaitingCall("A", "sales", 2, T0, "e1")
+        # the view is the registry as this refresh left it, not as it found it
+        assert e1.view()["waiting"] == {
+            "sales": [{"call_id": "A", "priority": 2, "enqueued_at": T0, "engine": "e1"}],
+            "support": [{"call_id": "B", "priority": 1, "enqueued_at": T0 + 1, "engine": "e1"}]}
     two_engines(redis_server, scenario)
