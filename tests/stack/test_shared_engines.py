@@ -48,6 +48,12 @@ def two_engines(asterisk, stack_dir, redis_url: str):
         yield engines
 
 
+def log_in_support(east, west) -> None:
+    for engine, agents in ((east, EAST_AGENTS), (west, WEST_AGENTS)):
+        for agent_id in agents:
+            engine.login(agent_id, "support")
+
+
 def login_refused(engine, agent_id: str) -> str | None:
     """The refusal (409) the engine gives a login of ``agent_id``; None if it let the agent in."""
     try:
@@ -160,10 +166,7 @@ def check_invariants(engine, since, numbers, patient, results, phones_by_agent, 
 def test_two_engines_on_one_redis_share_the_queues_under_random_load(asterisk, stack_dir, phones, redis_server):
     rng = random.Random(20261122)
     with two_engines(asterisk, stack_dir, redis_server.url) as (east, west):
-        for agent_id in EAST_AGENTS:
-            east.login(agent_id, "support")
-        for agent_id in WEST_AGENTS:
-            west.login(agent_id, "support")
+        log_in_support(east, west)
         # The registry: an agent logged in on one engine is refused on the other. Within the
         # second before the other engine has read the registry, the login goes through and is
         # undone: the first login stands.
@@ -232,10 +235,7 @@ def test_two_engines_on_one_redis_share_the_queues_under_random_load(asterisk, s
 def test_killing_redis_mid_load_drops_no_caller_and_redis_is_rebuilt(asterisk, stack_dir, phones, redis_server):
     rng = random.Random(42)
     with two_engines(asterisk, stack_dir, redis_server.url) as (east, west):
-        for agent_id in EAST_AGENTS:
-            east.login(agent_id, "support")
-        for agent_id in WEST_AGENTS:
-            west.login(agent_id, "support")
+        log_in_support(east, west)
         phones_by_agent = {a: phones(a, mode="answer_then_hangup", ring_delay_ms=rng.randint(100, 500),
                                      talk_ms=rng.randint(800, 1500)) for a in EAST_AGENTS + WEST_AGENTS}
         numbers = [f"1390000{n:04d}" for n in range(330, 354)]

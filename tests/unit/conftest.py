@@ -1,14 +1,16 @@
-"""Fixtures shared by the unit tests of the reports."""
+"""Fixtures shared by unit tests: the reports' event files, a throwaway redis-server, an events table."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+import sqlalchemy as sa
 
-from callcenter.events.log import EventLog
+from callcenter.events.log import EventLog, create_events_table
 from callcenter.kpi import reports
 from callcenter.storage import make_engine
+from tests.redis_server import throwaway_redis
 
 
 @pytest.fixture
@@ -29,3 +31,19 @@ def events_config(tmp_path, monkeypatch):
         monkeypatch.setattr(reports, "PAGE", 4)
         return config
     return write
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on a loopback port of its own (tests.redis_server), gone afterwards."""
+    with throwaway_redis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def database(tmp_path):
+    """An empty events table in a SQLite file."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/events.db")
+    create_events_table(engine)
+    yield engine
+    engine.dispose()

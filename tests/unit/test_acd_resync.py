@@ -28,7 +28,7 @@ from callcenter.asterisk.ami import (
     AmiIncompleteList,
     AmiNotConnected,
 )
-from tests.unit.test_acd_shell import Clock, Events, ScriptedAmi, settle
+from tests.unit.test_acd_shell import Clock, Events, ScriptedAmi, ringing, settle
 
 UP, RINGING = 6, 5
 
@@ -407,12 +407,7 @@ FAILURE_KINDS = {"offer_failed", "offer_lost", "ring_no_answer", "busy", "unreac
 
 async def ringing_shell(*agents: str):
     """Agents logged in to support (longest idle first), call c1 ringing the first (leg c1-o1)."""
-    shell, router, ami, events, clock = make_shell()
-    for agent_id in agents:
-        shell.apply(router.login(agent_id, ["support"], clock()))
-        clock.now += 1
-    shell.caller_waiting("c1", "support", 0, "PJSIP/trunk-01", "138")
-    await settle()
+    shell, router, ami, events, clock = await ringing(*agents, make=make_shell)
     assert ami.actions[-1][:2] == ("originate", "c1-o1")
     return shell, router, ami, events, clock
 

@@ -68,9 +68,10 @@ async def settle():
         await asyncio.sleep(0)
 
 
-async def ringing(*agents: str):
-    """A shell with ``agents`` logged in to support (longest idle first) and call c1 ringing the first."""
-    shell, router, ami, events, clock = make_shell()
+async def ringing(*agents: str, make=None):
+    """A shell (from ``make``, default make_shell) with ``agents`` logged in to support (longest
+    idle first) and call c1 ringing the first."""
+    shell, router, ami, events, clock = (make or make_shell)()
     for agent_id in agents:
         shell.apply(router.login(agent_id, ["support"], clock()))
         clock.now += 1

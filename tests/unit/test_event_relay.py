@@ -21,28 +21,16 @@ import pytest
 import sqlalchemy as sa
 
 from callcenter.events import log as event_log_module
-from callcenter.events.log import RELAY_RETRY_SECONDS, EventLog, EventRecord, create_events_table, events_table, \
+from callcenter.events.log import RELAY_RETRY_SECONDS, EventLog, EventRecord, events_table, \
     read_events
 from callcenter.shared import SharedStateUnavailable, connect
 from callcenter.shared.stream import EventStream, StreamConsumer, sql_event_store
-from tests.redis_server import run_bounded, throwaway_redis, wait_until
+from tests.redis_server import run_bounded, wait_until
 
 STREAM = "cc:events"
 GROUP = "event-log"
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    with throwaway_redis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def database(tmp_path):
-    engine = sa.create_engine(f"sqlite:///{tmp_path}/events.db")
-    create_events_table(engine)
-    yield engine
-    engine.dispose()
 
 
 class FakeMonotonic:

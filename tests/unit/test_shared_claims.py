@@ -13,13 +13,8 @@ import pytest
 
 from callcenter.shared import SharedStateUnavailable, connect
 from callcenter.shared.claims import AgentEntry, RedisClaims, SharedSnapshot, WaitingCall
-from tests.redis_server import run_bounded, throwaway_redis
+from tests.redis_server import run_bounded
 
-
-@pytest.fixture
-def redis_server(tmp_path):
-    with throwaway_redis(tmp_path) as server:
-        yield server
 
 
 def engines(url: str, *names: str) -> list[RedisClaims]:

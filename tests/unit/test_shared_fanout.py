@@ -10,15 +10,10 @@ import pytest
 
 from callcenter.shared import SharedStateUnavailable, connect
 from callcenter.shared.fanout import LiveFanout
-from tests.redis_server import run_bounded, throwaway_redis, wait_until
+from tests.redis_server import run_bounded, wait_until
 
 CHANNEL = "cc:live"
 
-
-@pytest.fixture
-def redis_server(tmp_path):
-    with throwaway_redis(tmp_path) as server:
-        yield server
 
 
 async def receive(fanout: LiveFanout, count: int) -> list[dict]:

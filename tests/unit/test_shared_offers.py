@@ -13,16 +13,11 @@ import redis.exceptions
 from callcenter.shared import SharedStateUnavailable, connect
 from callcenter.shared.claims import RedisClaims, WaitingCall
 from callcenter.shared.offers import AGENT_TAKEN, CALL_TAKEN, OURS, UNGUARDED, SharedOffers
-from tests.redis_server import run_bounded, throwaway_redis, wait_until
+from tests.redis_server import run_bounded, wait_until
 
 RING_TTL = 5.0
 TALK_TTL = 100.0
 
-
-@pytest.fixture
-def redis_server(tmp_path):
-    with throwaway_redis(tmp_path) as server:
-        yield server
 
 
 def engine(url: str, name: str, **kwargs) -> SharedOffers:

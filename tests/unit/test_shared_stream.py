@@ -10,27 +10,15 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from callcenter.events.log import EventRecord, create_events_table, events_table, read_events
+from callcenter.events.log import EventRecord, events_table, read_events
 from callcenter.shared import connect
 from callcenter.shared.stream import EventStream, StreamConsumer, sql_event_store
-from tests.redis_server import run_bounded, throwaway_redis, wait_until
+from tests.redis_server import run_bounded, wait_until
 
 GROUP = "event-log"
 STREAM = "cc:events"
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    with throwaway_redis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def database(tmp_path):
-    engine = sa.create_engine(f"sqlite:///{tmp_path}/x.db")
-    create_events_table(engine)
-    yield engine
-    engine.dispose()
 
 
 def row_count(engine: sa.Engine) -> int:
