@@ -96,6 +96,9 @@ class Settings(BaseModel):
         1.0, description="how often the campaign dialer looks for lines to start")
 
     ring_timeout: Seconds = 15.0
+    phone_qualify_seconds: Annotated[int, Field(ge=0, le=300)] = Field(
+        0, description="Asterisk checks each agent's phone this often (SIP OPTIONS); an agent whose phone "
+                       "stops answering is paused (phone-offline) until it answers again; 0: no checks")
     wrapup_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
     heartbeat_interval: Seconds = 2.0
     heartbeat_max_age: Annotated[int, Field(ge=2, le=600)] = 10

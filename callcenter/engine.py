@@ -18,6 +18,7 @@ from callcenter.acd.call_control import CallControl
 from callcenter.acd.config import RoutingConfigError, RoutingPlan, load_routing
 from callcenter.acd.model import AgentState, CallState, Event, MaxWait
 from callcenter.acd.router import Router, RoutingError
+from callcenter.acd.phones import device_agent, reachable
 from callcenter.acd.resync import parse_variables
 from callcenter.acd.resyncer import Resyncer
 from callcenter.acd.shell import AcdShell
@@ -134,7 +135,9 @@ class Engine:
         self.acd = AcdShell(self.router, self.ami, self.events)
         # after every AMI login: what Asterisk holds now, reconciled with what the router believes
         self.resyncer = Resyncer(self.ami, self.acd, self.events, self.db, caller_waiting=self._caller_waiting,
-                                 boot_timeout=settings.resync_boot_timeout)
+                                 boot_timeout=settings.resync_boot_timeout, phone_state=self._phone_state)
+        # agent id -> whether Asterisk last said the agent's phone answers (absent: it has not said)
+        self._phones_reachable: dict[str, bool] = {}
         self.agi = FastAgiServer(header_timeout=settings.agi_header_timeout,
                                  max_header_bytes=settings.agi_header_max_bytes)
         self.agi.route("ivr", self._ivr)
@@ -326,6 +329,8 @@ class Engine:
             self.acd.hangup_requested(uniqueid)
         elif name == "BridgeEnter":
             self.acd.leg_bridged(uniqueid, parse_variables(event).get("CC_OFFER", "").strip())
+        elif name == "DeviceStateChange":
+            self._phone_state(event.get("Device", ""), event.get("State", ""))
         elif name == "ChanSpyStart":
             self.supervision.spy_started(event.get("SpyerUniqueid", ""), event.get("SpyeeChannel", ""))
         elif name == "UserEvent":
@@ -363,6 +368,16 @@ class Engine:
         if self.shared is not None and not await self.shared.offers.once(f"callback:{call_id}", ttl=3600):
             return  # another engine sharing the queue took the request
         await self.callbacks.accept_from_hold(call_id, number)
+
+    def _phone_state(self, device: str, state: str) -> None:
+        """An agent's phone stopped (or started again) answering Asterisk's checks."""
+        agent_id, now_reachable = device_agent(device), reachable(state)
+        if agent_id is None or now_reachable is None:
+            return
+        if self._phones_reachable.get(agent_id) != now_reachable:
+            log.info("agent %s's phone is %s (%s)", agent_id, "reachable" if now_reachable else "not reachable", state)
+        self._phones_reachable[agent_id] = now_reachable
+        self.acd.apply(self.router.phone_reachability(agent_id, now_reachable, time.time()))
 
     def _caller_waiting(self, call_id: str, event) -> None:
         channel = event.get("Channel", "")
@@ -564,6 +579,8 @@ class Engine:
                 agent_id, chosen, now, skills=with_identity(agent_id, profile.skills if profile else None),
                 wrapup_seconds=profile.wrapup_seconds if profile else None,
                 weight=profile.weight if profile else 1.0)
+            if self._phones_reachable.get(agent_id) is False:  # logged in on a phone Asterisk cannot reach
+                effects += self.router.phone_reachability(agent_id, False, now)
         elif verb == "pause":
             effects = self.router.pause(agent_id, str(reason or "paused")[:64], now)
         elif verb in ("logout", "unpause"):

@@ -1,6 +1,7 @@
 """The resync's shell: after every AMI login (the engine's first included) wait for Asterisk's
-FullyBooted, read every live channel with one CoreShowChannels (its ListItems count checked), and
-carry out the plan ``acd.resync`` makes of it. Waiting callers go through the engine's usual
+FullyBooted, read every live channel with one CoreShowChannels (its ListItems count checked),
+carry out the plan ``acd.resync`` makes of it, then read every device's state (DeviceStateList)
+so that agents' phones that went away or came back in the gap are known. Waiting callers go through the engine's usual
 "caller waiting" path; the rest through the ACD shell. Each resync is logged as a ``resynced``
 event saying what it found and did, so a gap is visible in the log rather than papered over.
 """
@@ -37,12 +38,13 @@ def answered_times(db: Engine, call_ids: list[str]) -> dict[str, float]:
 class Resyncer:
     def __init__(self, ami: AmiClient, acd: AcdShell, events: EventLog, db: Engine, *,
                  caller_waiting: Callable[[str, Mapping[str, str]], None], boot_timeout: float = 10.0,
-                 clock=time.time):
+                 phone_state: Callable[[str, str], None] | None = None, clock=time.time):
         self.ami = ami
         self.acd = acd
         self.events = events
         self.db = db
         self.caller_waiting = caller_waiting  # the engine's own path for a CCHoldEnter
+        self.phone_state = phone_state  # the engine's own path for a DeviceStateChange (device, state)
         self.boot_timeout = boot_timeout
         self.clock = clock
         self._lock = asyncio.Lock()  # one resync at a time, however fast the logins come
@@ -69,6 +71,7 @@ class Resyncer:
                                                    [seen.call_id for seen in plan.adopt_connected])
                 plan = self._plan(channels)
                 self._carry_out(plan, answered)
+                phones = await self._refresh_phones()
             except (AmiError, ConnectionError, TimeoutError) as exc:
                 # the next login resyncs again; meanwhile the hold loop re-announces callers
                 log.error("resync failed: %s", exc)
@@ -76,7 +79,7 @@ class Resyncer:
                 return
             finally:
                 self._gone = None
-            self.last = {**plan.summary(), "channels": len(channels), "fully_booted": booted,
+            self.last = {**plan.summary(), "channels": len(channels), "phones": phones, "fully_booted": booted,
                          "ms": round((time.monotonic() - started) * 1000, 1)}
             self.events.record("resynced", data={**self.last, "calls": sorted(
                 {w.call_id for w in plan.adopt_waiting} | set(plan.gone_calls)
@@ -93,6 +96,21 @@ class Resyncer:
                     raise
                 log.warning("CoreShowChannels came back short (%s); reading it again", exc)
         raise AssertionError("unreachable")
+
+    async def _refresh_phones(self) -> int | None:
+        """Every device's state now (DeviceStateList), to the engine's ``phone_state``: a phone
+        that went away or came back while no engine watched is known before the next offer.
+        How many devices were read; None if the list could not be read (the resync stands)."""
+        if self.phone_state is None:
+            return None
+        try:
+            items = await self.ami.list_action("DeviceStateList", "DeviceStateChange", timeout=10)
+        except (AmiError, ConnectionError, TimeoutError) as exc:
+            log.warning("device states not read at resync: %s", exc)
+            return None
+        for item in items:
+            self.phone_state(item.get("Device", ""), item.get("State", ""))
+        return len(items)
 
     def _plan(self, channels: list[LiveChannel]) -> ResyncPlan:
         return plan_resync(channels, list(self.acd.router.calls()), self.acd.legs, gone_since_read=self._gone or (),

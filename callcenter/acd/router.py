@@ -61,6 +61,9 @@ ORDERED_STRATEGIES = frozenset({Strategy.LONGEST_IDLE, Strategy.FEWEST_CALLS, St
 EXPLAIN_CANDIDATES = 5  # how many candidates an explanation lists
 
 
+PHONE_OFFLINE = "phone-offline"  # the pause reason while an agent's phone does not answer Asterisk
+
+
 def agent_id_order(agent_id: str) -> tuple[int, int, str]:
     # Agent ids are extensions ("999", "1001"): compare them as numbers so "999" < "1001".
     if agent_id.isdigit():
@@ -892,6 +895,20 @@ class Router:
         if call is not None:
             effects.extend(self._requeue(call, now))
         return effects + self._settle(now)
+
+    def phone_reachability(self, agent_id: str, reachable: bool, now: float) -> list[Effect]:
+        """Asterisk says the agent's phone stopped answering (``reachable`` False): an available,
+        reserved or wrapping-up agent is paused with reason ``phone-offline`` (a ringing offer
+        goes back to its caller's place). When the phone answers again, an agent paused for that
+        reason alone is available again; any other pause stays. On a call, nothing changes."""
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.state is AgentState.LOGGED_OUT:
+            return []
+        if not reachable and agent.state in (AgentState.AVAILABLE, AgentState.RESERVED, AgentState.WRAP_UP):
+            return self._step_away(agent, AgentState.PAUSED, PHONE_OFFLINE, now)
+        if reachable and agent.state is AgentState.PAUSED and agent.pause_reason == PHONE_OFFLINE:
+            return self.unpause(agent_id, now)
+        return []
 
     def unpause(self, agent_id: str, now: float) -> list[Effect]:
         """The agent is back: available, with its idle time starting now."""

@@ -95,10 +95,16 @@ class AsteriskInstance:
 
     def _agents_conf(self) -> str:
         """Agents' phones, and supervisors' (which only ever receive listen / whisper / barge calls)."""
-        phones = [(f"agent{agent_id}", contact) for agent_id, contact in sorted(self.settings.agents.items())]
-        phones += [(supervisor_endpoint(user), contact) for user, contact in sorted(self.settings.supervisor_phones.items())]
+        qualify = self.settings.phone_qualify_seconds
+        # agents' phones checked (qualify): a phone that stops answering makes its device UNAVAILABLE
+        checks = (f"qualify_frequency = {qualify}\nqualify_timeout = {min(3.0, qualify * 0.8):g}\n"
+                  if qualify else "")
+        phones = [(f"agent{agent_id}", contact, checks) for agent_id, contact in sorted(self.settings.agents.items())]
+        phones += [(supervisor_endpoint(user), contact, "")
+                   for user, contact in sorted(self.settings.supervisor_phones.items())]
         return "\n".join(f"[{name}](agent-endpoint)\naors = {name}\n\n"
-                         f"[{name}]\ntype = aor\ncontact = {contact}\nmax_contacts = 1\n" for name, contact in phones)
+                         f"[{name}]\ntype = aor\ncontact = {contact}\nmax_contacts = 1\n{extra}"
+                         for name, contact, extra in phones)
 
     def _write(self, name: str, body: str) -> None:
         (self.etc_dir / name).write_text("; rendered by callcenter from its settings; do not edit\n" + body)

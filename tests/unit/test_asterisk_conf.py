@@ -35,8 +35,16 @@ def test_ami_user_is_least_privilege_and_filters_events(tmp_path):
     assert values["deny"] == "0.0.0.0/0.0.0.0" and values["permit"] == "127.0.0.1/255.255.255.255"
     filters = sorted(name for name, _ in items if name.startswith("eventfilter"))
     assert filters == [f"eventfilter(action(include),name({e}))"
-                       for e in sorted(["BridgeEnter", "ChanSpyStart", "FullyBooted", "Hangup", "HangupRequest", "OriginateResponse",
-                                     "UserEvent"])]
+                       for e in sorted(["BridgeEnter", "ChanSpyStart", "DeviceStateChange", "FullyBooted", "Hangup",
+                                        "HangupRequest", "OriginateResponse", "UserEvent"])]
+
+
+def test_agents_phones_are_checked_only_when_phone_qualify_seconds_is_set(tmp_path):
+    plain = (rendered(tmp_path / "a").etc_dir / "pjsip_agents.conf").read_text()
+    assert "qualify" not in plain
+    checked = (rendered(tmp_path / "b", phone_qualify_seconds=2).etc_dir / "pjsip_agents.conf").read_text()
+    aor = checked.split("[agent1001]\n")[1].split("\n\n")[0]
+    assert "type = aor" in aor and "qualify_frequency = 2" in aor and "qualify_timeout = 1.6" in aor
 
 
 def test_agent_contacts_and_fallback_members_come_from_the_settings(tmp_path):
