@@ -396,8 +396,7 @@ class AcdShell:
             self.drop_leg(channel_id)  # withdrawn while the claim was made (a claim won goes back)
             return False
         if outcome in (CALL_TAKEN, AGENT_TAKEN):
-            self.legs.pop(channel_id, None)
-            self._held_offered.pop(offer.offer_id, None)
+            self.drop_leg(channel_id)  # nothing held in Redis to give back: only the leg and held news go
             log.debug("offer %s not made: %s", offer.offer_id, outcome)
             if outcome == CALL_TAKEN:
                 self.apply(self.router.offer_claimed_elsewhere(offer.offer_id, now))
