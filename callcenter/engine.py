@@ -213,7 +213,7 @@ class Engine:
                                      db=self.db, events=self.events, control_agent=self.control_agent,
                                      change_call=self._change_call_from_elsewhere)
             self.acd.share(self.shared.offers)
-            self.acd.observers.append(self._share_agent_state)
+            self.acd.observers.append(self._share_state)
         self._stopping = False
         self._web_port = None
 
@@ -486,14 +486,14 @@ class Engine:
         if name is not None:
             self.counters[name] += 1
 
-    def _share_agent_state(self, effect) -> None:
+    def _share_state(self, effect) -> None:
         """Own agents' states and the waiting calls go to the shared registry (other engines
         refuse a login of an agent logged in here; every engine's API lists them all)."""
         if not isinstance(effect, Event) or self.shared is None:
             return
         if effect.kind == "agent_state" and effect.agent_id:
             agent = self.router.agent(effect.agent_id)
-            self.shared.agent_state(effect.agent_id, effect.data["state"], agent.queues if agent else ())
+            self.shared.offers.agent_state(effect.agent_id, effect.data["state"], agent.queues if agent else ())
         elif effect.kind in WAITING_KINDS and effect.call_id and (call := self.router.call(effect.call_id)):
             self.shared.offers.call_waiting(call.call_id, call.queue, call.priority, call.enqueued_at)
             by = str(effect.data.get("by") or "")
@@ -568,7 +568,7 @@ class Engine:
                 return forwarded_to
         now = time.time()
         if verb == "login":
-            elsewhere = self.shared.logged_in_elsewhere(agent_id) if self.shared is not None else None
+            elsewhere = self.shared.offers.logged_in_elsewhere(agent_id) if self.shared is not None else None
             if elsewhere is not None:
                 raise RoutingError(f"agent {agent_id} is logged in on engine {elsewhere}; log out there first")
             profile = self.routing.agents.get(agent_id)
@@ -684,7 +684,7 @@ class Engine:
         api.add("GET", "/api/queues", lambda **_: self.router.queues_snapshot(now()), role=FLOOR)
         api.add("GET", "/api/agents", lambda **_: self.router.agents_snapshot(now()), role=FLOOR)
         api.add("GET", "/api/events", self._events_endpoint, role=FLOOR)
-        api.add("GET", "/api/shared", lambda **_: self.shared.view() if self.shared is not None else
+        api.add("GET", "/api/shared", lambda **_: self.shared.offers.view() if self.shared is not None else
                 {"engine": self.settings.engine_name, "store_reachable": None, "agents": []}, role=FLOOR)
         api.add("GET", "/api/calls/{call_id}/explain", self._explain_endpoint, role=FLOOR)
         api.add("GET", "/api/flows", lambda **_: self.flows.status())

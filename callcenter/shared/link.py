@@ -3,7 +3,8 @@
 the composition root deals with. Engines without ``redis_url`` have no link and serve alone.
 
 What goes where:
-- the ACD shell claims every offer through ``offers`` (``AcdShell.share``);
+- the ACD shell claims every offer through ``offers`` (``AcdShell.share``), and the engine writes
+  its agents and waiting callers to the registry and reads it back through ``offers`` too;
 - the event log hands its batches to the stream, and this engine's consumer (one group for all
   engines) stores what it reads; a stopping engine drains it before it goes;
 - agent control for an agent another engine has logged in is sent to that engine over the
@@ -98,12 +99,6 @@ class SharedLink:
         self.events.last_write_ok = True
 
     # ------------------------------------------------------------------ agents
-    def agent_state(self, agent_id: str, state: str, queues) -> None:
-        self.offers.agent_state(agent_id, state, queues)
-
-    def logged_in_elsewhere(self, agent_id: str) -> str | None:
-        return self.offers.logged_in_elsewhere(agent_id)
-
     def forward(self, verb: str, agent_id: str, reason) -> str | None:
         """Send pause / unpause / logout of an agent another engine has logged in to that
         engine; its name, or None when no other engine has the agent."""
@@ -153,6 +148,3 @@ class SharedLink:
             self.control_agent("logout", agent_id)
         except (RoutingError, LookupError) as exc:  # on a call here: that call ends first
             log.warning("agent %s not logged out here: %s", agent_id, exc)
-
-    def view(self) -> dict:
-        return self.offers.view()
